@@ -1,0 +1,158 @@
+"""One settings object, layered: defaults < mendloop.toml / [tool.mendloop] < MENDLOOP_* env < command-line flags.
+
+Why one object: every front door (solve, fix, batch, demo) takes the same model, sandbox and budget options, and a
+run's settings are written into its checkpoint so that ``--resume`` continues with exactly what was asked.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from sandboxes.base import Limits, SandboxSpec
+from tools.errors import FatalError
+
+DEFAULT_MODEL = "facebook/cwm"
+DEFAULT_TEST_CMD = "python -m pytest -q"
+DEFAULT_IMAGE = "python:3.12-slim"
+
+
+class ConfigError(FatalError):
+    """A bad setting: a one-line message naming the key and where it came from."""
+
+
+class Settings(BaseModel):
+    """Every knob mendloop has. Field names are the config keys (``mendloop.toml``) and the env suffixes."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # --- model endpoint -------------------------------------------------------------------------------------
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    model: str = DEFAULT_MODEL
+    dialect: Literal["cwm", "openai", "auto"] = "cwm"
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_completion_tokens: int = 4096
+    request_timeout: float = 600.0
+    max_retries: int = 4
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+
+    # --- budgets (checked before every model call) ------------------------------------------------------------
+    max_iterations: int = 4
+    max_model_calls: int | None = None
+    max_total_tokens: int | None = None
+    max_wall_time: float | None = None
+    max_cost: float | None = None
+    price_prompt: float | None = None  # USD per million prompt tokens
+    price_completion: float | None = None  # USD per million completion tokens
+
+    # --- the repair ---------------------------------------------------------------------------------------------
+    test_cmd: str = DEFAULT_TEST_CMD
+    lint_cmds: list[str] = Field(default_factory=list)
+    reproduce: bool = True
+    reproduce_attempts: int = 2
+    traces: bool = True
+    candidates: int = 1
+    keep_tests: bool = False
+    protect_tests: bool = True
+    editable: list[str] = Field(default_factory=list)  # globs the model may edit; empty = anything but protected
+
+    # --- sandbox ------------------------------------------------------------------------------------------------
+    sandbox: Literal["auto", "docker", "bwrap", "local"] = "auto"
+    image: str = DEFAULT_IMAGE
+    dockerfile: str | None = None
+    setup: list[str] = Field(default_factory=list)
+    network: bool = False
+    memory_mb: int = 2048
+    cpus: float = 1.0
+    pids: int = 256
+    command_timeout: float = 120.0
+    output_bytes: int = 1_000_000
+    pass_env: list[str] = Field(default_factory=list)
+
+    def sandbox_spec(self) -> SandboxSpec:
+        """The sandbox request these settings describe; host env vars pass in only when named."""
+        env = {name: os.environ[name] for name in self.pass_env if name in os.environ}
+        limits = Limits(
+            timeout=self.command_timeout,
+            memory_mb=self.memory_mb,
+            pids=self.pids,
+            cpus=self.cpus,
+            output_bytes=self.output_bytes,
+            network=self.network,
+            env=env,
+        )
+        return SandboxSpec(
+            kind=self.sandbox, image=self.image, dockerfile=self.dockerfile, setup=tuple(self.setup), limits=limits
+        )
+
+    def public_dict(self) -> dict[str, Any]:
+        """The settings with the secret removed: safe for reports, checkpoints and logs."""
+        data = self.model_dump(mode="json")
+        data["api_key"] = None
+        return data
+
+
+_ENV_ALIASES: dict[str, tuple[str, ...]] = {
+    "base_url": ("MENDLOOP_BASE_URL", "OPENAI_BASE_URL"),
+    "api_key": ("MENDLOOP_API_KEY", "OPENAI_API_KEY"),
+}
+
+
+def file_config(repo: Path | None) -> dict[str, Any]:
+    """Read ``mendloop.toml`` (top level) or ``[tool.mendloop]`` in ``pyproject.toml`` of ``repo``."""
+    if repo is None:
+        return {}
+    for name, section in (("mendloop.toml", ()), ("pyproject.toml", ("tool", "mendloop"))):
+        path = repo / name
+        if not path.is_file():
+            continue
+        try:
+            data: Any = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        for key in section:
+            data = data.get(key, {}) if isinstance(data, dict) else {}
+        if data:
+            return {str(k).replace("-", "_"): v for k, v in dict(data).items()}
+    return {}
+
+
+def env_config(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Settings from the environment: ``MENDLOOP_<FIELD>`` plus the OpenAI-style aliases."""
+    out: dict[str, Any] = {}
+    for field in Settings.model_fields:
+        names = _ENV_ALIASES.get(field, (f"MENDLOOP_{field.upper()}",))
+        for name in names:
+            value = environ.get(name)
+            if value:
+                out[field] = value
+                break
+    for list_field in ("lint_cmds", "setup", "editable", "pass_env"):
+        if isinstance(out.get(list_field), str):
+            out[list_field] = [part for part in out[list_field].split(os.pathsep if list_field == "editable" else "\n") if part]
+    return out
+
+
+def load_settings(
+    repo: Path | None = None,
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge the layers; ``None`` flags mean "not given" and do not override lower layers."""
+    merged: dict[str, Any] = {}
+    merged.update(file_config(repo))
+    merged.update(env_config(os.environ if environ is None else environ))
+    merged.update({k: v for k, v in (flags or {}).items() if v is not None})
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        raise ConfigError(f"invalid setting {where}: {err['msg']}") from None
