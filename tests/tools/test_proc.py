@@ -1,0 +1,92 @@
+"""tools.proc: real subprocesses and real git in temp directories."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tools import proc
+from tools.errors import FatalError
+
+
+def test_run_captures_stdout_stderr_and_returncode(tmp_path: Path) -> None:
+    code = "import sys; print('out'); print('err', file=sys.stderr); sys.exit(3)"
+    done = proc.run([sys.executable, "-c", code], cwd=tmp_path, check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
+    assert done.args[0] == sys.executable
+
+
+def test_run_check_raises_one_line_message_with_first_stderr_line() -> None:
+    code = "import sys; sys.stderr.write('\\nfirst problem\\nsecond\\n'); sys.exit(1)"
+    with pytest.raises(proc.CalledProcessError) as info:
+        proc.run([sys.executable, "-c", code])
+    message = info.value.message
+    assert "\n" not in message
+    assert message.endswith("failed (exit 1): first problem")
+    assert message.startswith("command `")
+    assert info.value.exit_code == 2
+    assert isinstance(info.value, FatalError)
+    assert info.value.completed.returncode == 1
+
+
+def test_missing_executable_is_fatal_one_line() -> None:
+    with pytest.raises(FatalError, match=r"^no-such-tool-xyz is not installed$"):
+        proc.run(["no-such-tool-xyz", "--version"])
+
+
+def test_input_text_and_bytes_and_env_are_passed(tmp_path: Path) -> None:
+    code = "import os, sys; data = sys.stdin.buffer.read(); print(len(data), os.environ['MENDLOOP_X'])"
+    for data in ("héllo", "héllo".encode()):
+        done = proc.run([sys.executable, "-c", code], input=data, env={"MENDLOOP_X": "yes"})
+        assert done.stdout.split() == ["6", "yes"]
+
+
+def test_timeout_is_fatal() -> None:
+    with pytest.raises(FatalError, match="timed out after 0.5s"):
+        proc.run([sys.executable, "-c", "import time; time.sleep(10)"], timeout=0.5)
+
+
+def test_non_utf8_output_round_trips() -> None:
+    done = proc.run([sys.executable, "-c", "import sys; sys.stdout.buffer.write(b'caf\\xe9')"])
+    assert proc.encode(done.stdout) == b"caf\xe9"
+
+
+def test_git_message_hides_config_plumbing(tmp_path: Path) -> None:
+    with pytest.raises(proc.CalledProcessError) as info:
+        proc.git("apply", "--check", "missing.patch", cwd=tmp_path)
+    assert info.value.message.startswith("command `git apply --check missing.patch` failed (exit ")
+
+
+def test_git_commit_works_without_any_configured_identity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / "none"))
+    for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
+        monkeypatch.delenv(var, raising=False)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    proc.git("init", "-q", cwd=repo)
+    (repo / "a.txt").write_text("a\n")
+    proc.git("add", "a.txt", cwd=repo)
+    proc.git("commit", "-q", "-m", "first", cwd=repo)
+    assert (
+        proc.git("log", "-1", "--format=%an <%ae>", cwd=repo).stdout.strip()
+        == "mendloop <mendloop@localhost>"
+    )
+    # A configured identity wins over the default.
+    proc.git("config", "user.name", "Ada", cwd=repo)
+    proc.git("config", "user.email", "ada@example.org", cwd=repo)
+    proc.git("commit", "-q", "--allow-empty", "-m", "second", cwd=repo)
+    assert proc.git("log", "-1", "--format=%an <%ae>", cwd=repo).stdout.strip() == "Ada <ada@example.org>"
+
+
+def test_git_output_is_unquoted_for_unicode_paths(tmp_path: Path) -> None:
+    proc.git("init", "-q", cwd=tmp_path)
+    (tmp_path / "naïve file.py").write_text("x = 1\n")
+    assert proc.git("status", "--porcelain", cwd=tmp_path).stdout.strip() == '?? "naïve file.py"'
