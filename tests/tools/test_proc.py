@@ -44,7 +44,7 @@ def test_input_text_and_bytes_and_env_are_passed(tmp_path: Path) -> None:
 
 
 def test_timeout_is_fatal() -> None:
-    with pytest.raises(FatalError, match="timed out after 0.5s"):
+    with pytest.raises(FatalError, match=r"timed out after 0\.5s"):
         proc.run([sys.executable, "-c", "import time; time.sleep(10)"], timeout=0.5)
 
 
@@ -59,7 +59,7 @@ def test_git_message_hides_config_plumbing(tmp_path: Path) -> None:
     assert info.value.message.startswith("command `git apply --check missing.patch` failed (exit ")
 
 
-def test_git_commit_works_without_any_configured_identity(
+def test_git_commit_works_without_configured_identity(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home = tmp_path / "home"

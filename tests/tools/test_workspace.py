@@ -61,9 +61,7 @@ def test_validate_repo(tmp_path: Path) -> None:
     assert validate_repo(tmp_path) == tmp_path.resolve()
 
 
-def test_create_copies_current_working_tree_and_diff_holds_only_agent_changes(
-    repo: Path, tmp_path: Path
-) -> None:
+def test_create_copies_working_tree_and_diff_holds_only_agent_changes(repo: Path, tmp_path: Path) -> None:
     # The user's uncommitted state: a modified file, a new untracked file, a deleted one, ignored junk.
     write(repo, {"pkg/mod.py": "def f():\n    return 2\n", "new ü file.txt": "new\n", "x.log": "junk\n"})
     write(repo, {"build/out.txt": "generated\n"})
