@@ -1,0 +1,218 @@
+"""Batch repair jobs: many tasks, one model endpoint, resumable output files.
+
+Why this shape: the input is checked whole before anything runs (``batch_tasks``); tasks run each in its own
+process through an executor (``batch_exec``), so a crash, a hang or a spent budget stays inside one task; only
+this process appends to preds.jsonl / results.jsonl (``batch_store``), one atomic line per finished task,
+which is what makes a killed batch resumable by simply running it again."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from agent.batch_exec import make_executor
+from agent.batch_report import Totals, render_markdown, render_table, result_row, totals
+from agent.batch_store import BatchStore
+from agent.batch_tasks import BatchTask, read_tasks, run_dir_name, select_tasks
+from agent.config import Settings
+
+__all__ = ["BatchOptions", "BatchSummary", "run_batch"]
+
+REPORT = "report.md"
+
+
+@dataclass
+class BatchOptions:
+    """How to run a batch (the per-task model/sandbox/budget defaults live in ``Settings``)."""
+
+    out: Path
+    workers: int = 1
+    executor: str = "local"  # local | ray
+    ray_address: str | None = None
+    cpus_per_task: float = 1.0
+    pattern: str | None = None
+    limit: int | None = None
+    shuffle: bool = False
+    seed: int = 0
+    redo: bool = False
+    retry_errors: bool = False
+    task_timeout: float | None = 3600.0
+    retries: int = 2
+    repos_dir: Path | None = None
+    repo_url: str | None = None
+    solve_target: str = "agent.runner:solve"  # the repair entry point, "module:function"
+    progress: bool = True
+
+
+@dataclass
+class BatchSummary:
+    """What this invocation did, and the totals over everything in the output directory."""
+
+    selected: int
+    skipped: int
+    ran: int
+    this_run: Totals
+    overall: Totals
+    report: Path
+    duration: float
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _job(
+    task: BatchTask, settings: dict[str, Any], store: BatchStore, options: BatchOptions
+) -> dict[str, Any]:
+    return {
+        "task": task.to_dict(),
+        "settings": settings,
+        "run_dir": str(store.runs / run_dir_name(task.instance_id)),
+        "solve": options.solve_target,
+        "repos_dir": str(options.repos_dir) if options.repos_dir else None,
+        "repo_url": options.repo_url,
+    }
+
+
+def _settings_for_workers(settings: Settings) -> dict[str, Any]:
+    """The settings as plain data; the API key is revealed here, in memory only (it travels on a pipe)."""
+    data = settings.model_dump(mode="json")
+    data["api_key"] = settings.api_key.get_secret_value() if settings.api_key else None
+    return data
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends the batch like Ctrl-C does: workers are killed, finished lines are already on disk."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _progress(console: Console, enabled: bool) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]batch"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(
+            "[green]✓ {task.fields[resolved]}[/] [yellow]✗ {task.fields[unresolved]}[/] "
+            "[red]! {task.fields[error]}[/]  {task.fields[tokens]:,} tok"
+        ),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not enabled,
+    )
+
+
+def run_batch(
+    tasks_file: Path, settings: Settings, options: BatchOptions, *, console: Console | None = None
+) -> BatchSummary:
+    """Validate ``tasks_file``, run every selected unfinished task, and write the output directory.
+
+    Raises ``BatchInputError`` (a ``FatalError``) before anything runs when the input is bad.
+    """
+    console = console or Console(stderr=True)
+    started = time.monotonic()
+    tasks = select_tasks(
+        read_tasks(tasks_file),
+        pattern=options.pattern,
+        limit=options.limit,
+        shuffle=options.shuffle,
+        seed=options.seed,
+    )
+    executor = make_executor(
+        options.executor,
+        options.workers,
+        options.task_timeout,
+        options.retries,
+        address=options.ray_address,
+        cpus=options.cpus_per_task,
+    )
+    store = BatchStore(options.out)
+    (options.out / "settings.json").write_text(
+        json.dumps(settings.public_dict(), indent=2) + "\n", encoding="utf-8"
+    )
+    selected_ids = {t.instance_id for t in tasks}
+    if options.redo:
+        store.forget(selected_ids)
+        done: set[str] = set()
+    else:
+        done = store.finished(include_errors=not options.retry_errors) & selected_ids
+        if options.retry_errors:
+            store.forget({i for i in selected_ids - done if i in store.finished()})
+    todo = [t for t in tasks if t.instance_id not in done]
+    for task in todo:  # a run dir left by a killed or redone attempt starts clean
+        shutil.rmtree(store.runs / run_dir_name(task.instance_id), ignore_errors=True)
+
+    worker_settings = _settings_for_workers(settings)
+    jobs = [_job(t, worker_settings, store, options) for t in todo]
+    this_run = Totals()
+    if done:
+        console.print(f"skipping {len(done)} finished task(s) in {options.out} (--redo to run them again)")
+    with _progress(console, options.progress) as progress, _sigterm_as_interrupt():
+        bar = progress.add_task("batch", total=len(jobs), resolved=0, unresolved=0, error=0, tokens=0)
+
+        def on_done(job: dict[str, Any], outcome: dict[str, Any]) -> None:
+            instance_id = job["task"]["instance_id"]
+            row = result_row(instance_id, settings.model, Path(job["run_dir"]), outcome)
+            store.record(row)
+            this_run.add(row)
+            progress.update(
+                bar,
+                advance=1,
+                resolved=this_run.resolved,
+                unresolved=this_run.unresolved,
+                error=this_run.error,
+                tokens=this_run.tokens,
+            )
+            note = f"  {row['error']}" if row["error"] else ""
+            progress.console.print(
+                f"[{this_run.total}/{len(jobs)}] {instance_id}: {row['status']} "
+                f"({row['iterations']} it, {row['tokens']:,} tok, {row['duration']:.1f}s){note}",
+                markup=False,
+                highlight=False,
+            )
+
+        executor.run(jobs, on_done)
+
+    rows = store.results()
+    report = options.out / REPORT
+    report.write_text(render_markdown(rows, settings.model), encoding="utf-8")
+    if options.progress:
+        console.print(render_table(rows))
+        console.print(f"report: {report}")
+    return BatchSummary(
+        selected=len(tasks),
+        skipped=len(done),
+        ran=this_run.total,
+        this_run=this_run,
+        overall=totals(rows),
+        report=report,
+        duration=time.monotonic() - started,
+        rows=rows,
+    )

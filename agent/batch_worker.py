@@ -1,0 +1,153 @@
+"""One batch task in its own process: ``python -m agent.batch_worker`` reads a job on stdin, writes
+outcome.json.
+
+Why a process per task: a task that crashes the interpreter, leaks memory or hangs in a test can then be
+killed (``--task-timeout``) without touching the batch or its other tasks. The job arrives on stdin so the API
+key is never written to disk; the outcome goes to a file in the run dir (written atomically) because the
+repair itself may print anything on stdout.
+
+A watchdog thread ends the worker's whole process group when its parent dies, so killing the batch (even with
+SIGKILL) does not leave repairs running on their own."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent.batch_tasks import BatchTask
+from agent.config import Settings
+from agent.task import RunResult, Task
+from tools.errors import FatalError
+
+__all__ = ["OUTCOME_FILE", "CheckoutError", "checkout", "main", "run_one"]
+
+OUTCOME_FILE = "outcome.json"
+_GIT_TIMEOUT = 600.0
+
+
+class CheckoutError(FatalError):
+    """The task's repository could not be cloned or its base commit checked out."""
+
+
+def _git(*args: str, cwd: Path | None = None) -> None:
+    """Run one git command on the host; any failure is a CheckoutError naming the command."""
+    cmd = ["git", *args]
+    try:
+        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=_GIT_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CheckoutError(f"`{' '.join(cmd)}` failed: {exc}") from None
+    if done.returncode != 0:
+        first = (done.stderr.strip() or done.stdout.strip()).splitlines()[:1]
+        raise CheckoutError(f"`{' '.join(cmd)}` exited {done.returncode}: {first[0] if first else ''}")
+
+
+def _slug_source(slug: str, repos_dir: str | None, repo_url: str | None) -> str:
+    """Where to clone an "owner/name" repo from: a local mirror first, then the URL template."""
+    owner, _, name = slug.partition("/")
+    if repos_dir:
+        base = Path(repos_dir)
+        for candidate in (base / f"{owner}__{name}", base / owner / name, base / name):
+            if candidate.is_dir():
+                return str(candidate)
+    if repo_url:
+        return repo_url.format(repo=slug, owner=owner, name=name)
+    where = f" (not found under {repos_dir})" if repos_dir else ""
+    raise CheckoutError(
+        f"repo {slug!r} is owner/name{where}: give --repos-dir with a local mirror or --repo-url"
+    )
+
+
+def checkout(
+    task: BatchTask, run_dir: Path, *, repos_dir: str | None = None, repo_url: str | None = None
+) -> Path:
+    """The directory to repair: the user's path when no commit is asked for, else a fresh clone in run_dir."""
+    if task.repo_kind == "path" and not task.base_commit:
+        return Path(task.repo)
+    source = _slug_source(task.repo, repos_dir, repo_url) if task.repo_kind == "slug" else task.repo
+    dest = run_dir / "repo"
+    if dest.exists():
+        shutil.rmtree(dest)
+    _git("clone", "--quiet", source, str(dest))
+    if task.base_commit:
+        _git("-c", "advice.detachedHead=false", "checkout", "--quiet", task.base_commit, cwd=dest)
+    return dest
+
+
+def _load(target: str) -> Callable[..., RunResult]:
+    module, _, name = target.partition(":")
+    fn: Callable[..., RunResult] = getattr(importlib.import_module(module), name)
+    return fn
+
+
+def run_one(job: dict[str, Any]) -> dict[str, Any]:
+    """Check out and repair one task; infrastructure errors become an outcome, never an exception."""
+    run_dir = Path(job["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    task = BatchTask.from_dict(job["task"])
+    try:
+        overrides: dict[str, Any] = {}
+        if task.setup is not None:
+            overrides["setup"] = task.setup
+        if task.image:
+            overrides["image"] = task.image
+        settings = Settings.model_validate({**job["settings"], **overrides})
+        repo = checkout(task, run_dir, repos_dir=job.get("repos_dir"), repo_url=job.get("repo_url"))
+        solve = _load(job.get("solve", "agent.runner:solve"))
+        result = solve(
+            Task(
+                repo=repo,
+                text=task.text,
+                instance_id=task.instance_id,
+                test_cmd=task.test_cmd,
+                fail_to_pass=task.fail_to_pass,
+                pass_to_pass=task.pass_to_pass,
+            ),
+            settings,
+            run_dir,
+            resume=bool(job.get("resume", False)),
+        )
+        return {"kind": "ok", "result": result.to_dict(), "error": ""}
+    except FatalError as exc:
+        return {"kind": "fatal", "result": None, "error": exc.message}
+    except Exception as exc:  # a bug in a repair must not take the batch down: record it, keep the traceback
+        traceback.print_exc()
+        return {"kind": "exception", "result": None, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _write_outcome(run_dir: Path, outcome: dict[str, Any]) -> None:
+    tmp = run_dir / (OUTCOME_FILE + ".tmp")
+    tmp.write_text(json.dumps(outcome), encoding="utf-8")
+    os.replace(tmp, run_dir / OUTCOME_FILE)
+
+
+def _watch_parent(parent: int) -> None:
+    """End this worker and everything it started once the batch that spawned it is gone."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            if os.getpgid(0) == os.getpid():
+                os.killpg(os.getpid(), signal.SIGKILL)
+            os._exit(137)
+
+
+def main() -> int:
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    job = json.loads(sys.stdin.read())
+    outcome = run_one(job)
+    _write_outcome(Path(job["run_dir"]), outcome)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
