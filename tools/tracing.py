@@ -1,0 +1,318 @@
+"""Real execution traces of a failing test, rendered in the format CWM was mid-trained on.
+
+Why: a trace of what the code actually did (every line, every local, the value returned) is the most direct
+evidence
+a model can get, and CWM learned to read exactly this format. The recording happens inside the sandbox by the
+standalone script ``tools/_tracer.py`` (it must run on the sandbox's Python, so it cannot import mendloop);
+this
+module ships it there, reads its JSON back and renders it:
+
+* :func:`render_cwm` - CWM's special-token frames (``<|call_sep|>``, ``<|line_sep|>``, ...), byte for byte the
+  grammar in docs/CWM.md;
+* :func:`render_prompt_context` - the ``<|trace_context_start|>SOURCE<|frame_sep|>`` prefix CWM's trace
+prediction
+  prompt starts with;
+* :func:`render_readable` - ``L12 call  c='r'`` lines for people and for models that never saw CWM's tokens.
+
+Marker frames (event ``"skip"``) stand for loop iterations or frames that were left out; in CWM text they are
+line
+frames whose source is a ``# ... skipped ...`` comment, so the text still parses by CWM's grammar.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sandboxes.base import Sandbox
+
+__all__ = [
+    "END_OF_TEXT",
+    "SPECIAL_TOKENS",
+    "START_MARKER",
+    "Frame",
+    "Trace",
+    "estimate_tokens",
+    "render_cwm",
+    "render_prompt_context",
+    "render_readable",
+    "trace_from_json",
+    "trace_test",
+]
+
+FRAME_SEP = "<|frame_sep|>"
+ACTION_SEP = "<|action_sep|>"
+RETURN_SEP = "<|return_sep|>"
+CALL_SEP = "<|call_sep|>"
+LINE_SEP = "<|line_sep|>"
+EXCEPTION_SEP = "<|exception_sep|>"
+ARG_SEP = "<|arg_sep|>"
+TRACE_CONTEXT_START = "<|trace_context_start|>"
+END_OF_TEXT = "<|end_of_text|>"
+START_MARKER = "  # << START_OF_TRACE"
+SPECIAL_TOKENS = (
+    FRAME_SEP,
+    ACTION_SEP,
+    RETURN_SEP,
+    CALL_SEP,
+    LINE_SEP,
+    EXCEPTION_SEP,
+    ARG_SEP,
+    TRACE_CONTEXT_START,
+    END_OF_TEXT,
+)
+_EVENT_TOKENS = {"call": CALL_SEP, "line": LINE_SEP, "return": RETURN_SEP, "exception": EXCEPTION_SEP}
+_SPECIAL_RE = re.compile("|".join(re.escape(token) for token in SPECIAL_TOKENS))
+_TRACER = Path(__file__).with_name("_tracer.py")
+TRACER_PATH = ".mendloop/_tracer.py"
+TRACE_OUT = ".mendloop/trace.json"
+UNCHANGED = ".."
+
+
+@dataclass
+class Frame:
+    """One event of the traced scope. ``locals`` (call/line) holds ``repr`` strings, ``".."`` where unchanged
+    since
+    the previous call/line frame; ``value`` (return/exception) is the ``repr`` of what was returned or raised.
+    ``event == "skip"`` marks left-out frames; its ``source_line`` is the ``# ... skipped ...`` comment."""
+
+    event: str
+    line: int
+    source_line: str
+    locals: dict[str, str] | None
+    value: str | None
+
+
+@dataclass
+class Trace:
+    """The recorded execution of one function invocation (see ``tools/_tracer.py`` for how it is chosen)."""
+
+    function: str
+    file: str
+    source: str
+    first_line: int
+    frames: list[Frame]
+    truncated: bool
+    summary: str
+
+
+# -- getting a trace -----------------------------------------------------------------------------------------
+def trace_test(
+    sandbox: Sandbox,
+    test_id: str,
+    *,
+    max_frames: int = 200,
+    max_repr: int = 200,
+    timeout: float | None = None,
+    python: str = "python",
+) -> Trace | None:
+    """Trace the function behind the failing pytest ``test_id`` inside ``sandbox``.
+
+    Returns None - never raises - when nothing could be traced (a collection error, a crash, a timeout, no
+    project
+    code on the failing path): a missing trace is an observation, not an infrastructure failure. Errors of the
+    sandbox itself (``SandboxError``) still propagate.
+    """
+    sandbox.put({TRACER_PATH: _TRACER.read_bytes(), ".mendloop/.gitignore": b"*\n"})
+    cmd = [python, TRACER_PATH, "--test", test_id, "--out", TRACE_OUT]
+    cmd += ["--max-frames", str(max_frames), "--max-repr", str(max_repr)]
+    if timeout is not None:
+        # the tracer stops an endless loop itself, early enough to still write what it saw
+        cmd += ["--max-seconds", f"{max(1.0, timeout * 0.6):.1f}"]
+    sandbox.run(cmd, timeout=timeout)
+    try:
+        raw = sandbox.get(TRACE_OUT)
+    except (OSError, KeyError):
+        return None
+    try:
+        return trace_from_json(json.loads(raw.decode("utf-8", "replace")))
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def trace_from_json(document: Mapping[str, Any]) -> Trace | None:
+    """Build a :class:`Trace` from the tracer's JSON; None when it traced nothing."""
+    if not document.get("function"):
+        return None
+    frames = [
+        Frame(
+            event=str(f["event"]),
+            line=int(f["line"]),
+            source_line=str(f["source_line"]),
+            locals=None if f.get("locals") is None else {str(k): str(v) for k, v in f["locals"].items()},
+            value=None if f.get("value") is None else str(f["value"]),
+        )
+        for f in document["frames"]
+    ]
+    return Trace(
+        function=str(document["function"]),
+        file=str(document["file"]),
+        source=str(document["source"]),
+        first_line=int(document["first_line"]),
+        frames=frames,
+        truncated=bool(document.get("truncated", False)),
+        summary=str(document.get("summary", "")),
+    )
+
+
+# -- sizes and budgets ---------------------------------------------------------------------------------------
+def estimate_tokens(text: str) -> int:
+    """A tokenizer-free estimate: each special token is one token, other text about 3.5 characters per
+    token."""
+    specials = len(_SPECIAL_RE.findall(text))
+    rest = len(_SPECIAL_RE.sub("", text))
+    return specials + math.ceil(rest / 3.5)
+
+
+def resolve_locals(frames: Sequence[Frame]) -> list[dict[str, str] | None]:
+    """Full locals per frame (``".."`` replaced by the value it stands for); None for
+    return/exception/skip."""
+    resolved: list[dict[str, str] | None] = []
+    previous: dict[str, str] | None = None
+    for frame in frames:
+        if frame.event in ("call", "line"):
+            current = {
+                name: (previous.get(name, value) if value == UNCHANGED and previous else value)
+                for name, value in (frame.locals or {}).items()
+            }
+            resolved.append(current)
+            previous = current
+        else:
+            resolved.append(None)
+            if frame.event in ("return", "skip"):
+                previous = None
+    return resolved
+
+
+def _rediff(frames: Sequence[Frame], full: Sequence[dict[str, str] | None]) -> list[Frame]:
+    """Recompute ``".."`` after frames were dropped: the first frame after a gap must carry full values."""
+    out: list[Frame] = []
+    previous: dict[str, str] | None = None
+    for frame, current in zip(frames, full, strict=True):
+        if frame.event == "call" and current is not None:
+            out.append(Frame(frame.event, frame.line, frame.source_line, dict(current), frame.value))
+            previous = current
+        elif frame.event == "line" and current is not None:
+            shown = {
+                k: (UNCHANGED if previous is not None and previous.get(k) == v else v)
+                for k, v in current.items()
+            }
+            out.append(Frame(frame.event, frame.line, frame.source_line, shown, frame.value))
+            previous = current
+        else:
+            out.append(frame)
+            if frame.event in ("return", "skip"):
+                previous = None
+    return out
+
+
+def _fit(trace: Trace, render: Any, budget_tokens: int | None) -> str:
+    """Render; if over budget, keep fewer and fewer frames from both ends with a skip marker in the middle."""
+    text: str = render(trace, trace.frames)
+    if budget_tokens is None or estimate_tokens(text) <= budget_tokens or len(trace.frames) <= 2:
+        return text
+    full = resolve_locals(trace.frames)
+    keep = len(trace.frames) - 1
+    while keep >= 2:
+        head, tail = (keep + 1) // 2, keep // 2
+        dropped = trace.frames[head : len(trace.frames) - tail]
+        lines = [f.line for f in dropped]
+        indent = re.match(r"\s*", dropped[0].source_line)
+        marker = Frame(
+            "skip",
+            dropped[0].line,
+            f"{indent.group(0) if indent else ''}# ... {len(dropped)} frames of lines "
+            f"{min(lines)}-{max(lines)} skipped ...",
+            None,
+            None,
+        )
+        frames = [*trace.frames[:head], marker, *trace.frames[len(trace.frames) - tail :]]
+        fulls = [*full[:head], None, *full[len(full) - tail :]]
+        text = render(trace, _rediff(frames, fulls))
+        if estimate_tokens(text) <= budget_tokens:
+            return text
+        keep = keep * 3 // 4 if keep > 8 else keep - 1
+    return text
+
+
+# -- CWM rendering -------------------------------------------------------------------------------------------
+def _locals_json(local_vars: Mapping[str, str] | None) -> str:
+    return json.dumps(dict(local_vars or {}))
+
+
+def _cwm_frames(trace: Trace, frames: Sequence[Frame]) -> str:
+    parts: list[str] = []
+    first = True
+    for frame in frames:
+        source = frame.source_line.rstrip("\n")
+        if frame.event == "call" and first:
+            source += START_MARKER
+        first = False
+        if frame.event == "skip":
+            parts.append(f"{LINE_SEP}{{}}{ACTION_SEP}{source}\n{FRAME_SEP}")
+        elif frame.event in ("call", "line"):
+            token = _EVENT_TOKENS[frame.event]
+            parts.append(f"{token}{_locals_json(frame.locals)}{ACTION_SEP}{source}\n{FRAME_SEP}")
+        else:
+            token = _EVENT_TOKENS[frame.event]
+            parts.append(
+                f"{token}{ACTION_SEP}{source}\n{ARG_SEP}{json.dumps(frame.value or 'None')}{FRAME_SEP}"
+            )
+    return "".join(parts)
+
+
+def render_cwm(trace: Trace, *, budget_tokens: int | None = None, end_of_text: bool = False) -> str:
+    """The trace as CWM's frames: ``<|call_sep|>{locals}<|action_sep|>def f(c):  # <<
+    # START_OF_TRACE\\n<|frame_sep|>``
+    then line / return / exception frames. ``end_of_text`` appends ``<|end_of_text|>``, which is how CWM's
+    traces
+    end when execution leaves the scope. The ``<|begin_of_text|>`` token is the tokenizer's business, not
+    ours."""
+    text = _fit(trace, _cwm_frames, budget_tokens)
+    return text + END_OF_TEXT if end_of_text else text
+
+
+def marked_source(trace: Trace) -> str:
+    """The function's source with its ``def`` line marked ``  # << START_OF_TRACE`` (as CWM's prompt
+    # expects)."""
+    lines = trace.source.splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        stripped = line.lstrip()
+        if stripped.startswith(("def ", "async def ")):
+            body = line.rstrip("\r\n")
+            lines[index] = body + START_MARKER + line[len(body) :]
+            break
+    return "".join(lines)
+
+
+def render_prompt_context(trace: Trace) -> str:
+    """``<|trace_context_start|>SOURCE<|frame_sep|>``: the prefix of CWM's trace-prediction prompt (raw
+    completion,
+    no chat template); append :func:`render_cwm` frames to show what really happened, or let CWM predict
+    them."""
+    return f"{TRACE_CONTEXT_START}{marked_source(trace)}{FRAME_SEP}"
+
+
+# -- readable rendering --------------------------------------------------------------------------------------
+def _readable_frames(trace: Trace, frames: Sequence[Frame]) -> str:
+    lines = [f"Trace of {trace.function} ({trace.file}:{trace.first_line}): {trace.summary}"]
+    for frame in frames:
+        if frame.event == "skip":
+            lines.append(f"      {frame.source_line.strip().lstrip('#').strip()}")
+        elif frame.event in ("call", "line"):
+            changed = ", ".join(f"{k}={v}" for k, v in (frame.locals or {}).items() if v != UNCHANGED)
+            lines.append(f"L{frame.line} {frame.event:<5} {changed}".rstrip())
+        else:
+            lines.append(f"L{frame.line} {frame.event:<5} {frame.value}")
+    return "\n".join(lines) + "\n"
+
+
+def render_readable(trace: Trace, *, budget_tokens: int | None = None) -> str:
+    """One line per event, showing only locals that changed: ``L12 call  c='r'`` ... ``L20 return 'Found
+    3'``."""
+    return _fit(trace, _readable_frames, budget_tokens)
