@@ -1,0 +1,121 @@
+"""The Dialect protocol: how one family of models is prompted, and how its answers are read.
+
+Why a protocol: the write and reproduce nodes only ever ask "what system prompt, which tool schemas, what did
+the model ask for, what do I append to the history" - CWM's text tools and OpenAI's JSON tool calls answer
+those differently, and nothing else in the loop needs to know which one is in use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agent.model import Completion
+from tools.edits import Edit
+
+__all__ = [
+    "THINK_CLOSE",
+    "Action",
+    "BashCall",
+    "Dialect",
+    "Parsed",
+    "Submit",
+    "observation_body",
+    "split_think",
+]
+
+THINK_CLOSE = "</think>"
+
+
+@dataclass(frozen=True)
+class BashCall:
+    """Run a shell command in the sandbox (CWM's ``<tool: bash>``)."""
+
+    command: str
+
+
+@dataclass(frozen=True)
+class Submit:
+    """The model says it is done; ``path`` names a patch file when it gave one (CWM's ``<tool: submit>``)."""
+
+    path: str | None = None
+
+
+Action = Edit | BashCall | Submit
+
+
+@dataclass
+class Parsed:
+    """What one answer asked for; ``problems`` are for the model (malformed block, unknown tool, bad JSON)."""
+
+    reasoning: str
+    answer: str
+    actions: list[Action] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def edits(self) -> list[Edit]:
+        return [a for a in self.actions if not isinstance(a, BashCall | Submit)]
+
+    @property
+    def submitted(self) -> bool:
+        return any(isinstance(a, Submit) for a in self.actions)
+
+
+class Dialect(Protocol):
+    """How a model speaks. ``environment`` is the task-specific tool description text."""
+
+    name: str
+
+    def system_prompt(self, environment: str) -> str: ...
+
+    def tools(self) -> list[dict[str, Any]] | None: ...
+
+    def parse(self, completion: Completion) -> Parsed: ...
+
+    def assistant_message(self, completion: Completion) -> dict[str, Any]: ...
+
+    def observation_messages(
+        self,
+        completion: Completion,
+        output: str,
+        *,
+        remaining_turns: int | None,
+        remaining_tokens: int | None,
+    ) -> list[dict[str, Any]]: ...
+
+
+def split_think(completion: Completion) -> tuple[str, str]:
+    """``(reasoning, answer)``: split on the LAST ``</think>``; no tag means the whole text is the answer.
+
+    A server that splits reasoning itself (``reasoning_content``) leaves no tag in ``content``; that
+    reasoning is used.
+    """
+    text = completion.content
+    head, sep, tail = text.rpartition(THINK_CLOSE)
+    if not sep:
+        return completion.reasoning.strip(), text.strip()
+    reasoning = head.strip()
+    if reasoning.startswith("<think>"):
+        reasoning = reasoning[len("<think>") :].strip()
+    return reasoning, tail.strip()
+
+
+def full_text(completion: Completion) -> str:
+    """The answer as the model produced it, with server-split reasoning put back in its ``<think>`` block."""
+    if completion.reasoning and THINK_CLOSE not in completion.content:
+        return f"{completion.reasoning.strip()}\n{THINK_CLOSE}\n{completion.content}"
+    return completion.content
+
+
+def observation_body(output: str, *, remaining_turns: int | None, remaining_tokens: int | None) -> str:
+    """CWM's tool-result body: ``<output>`` then a ``<budget>`` block holding only what is known."""
+    body = f"<output>\n{output}\n</output>"
+    lines = []
+    if remaining_turns is not None:
+        lines.append(f"* Remaining turns: {remaining_turns}")
+    if remaining_tokens is not None:
+        lines.append(f"* Remaining tokens: {remaining_tokens}")
+    if lines:
+        body += "\n\n<budget>\n" + "\n".join(lines) + "\n</budget>"
+    return body
