@@ -1,0 +1,1 @@
+"""Test helpers shared across test packages (fake servers, fixtures that build real git repositories)."""
