@@ -1,0 +1,23 @@
+"""Fixtures shared by the whole suite.
+
+Why a real server fixture: every test that talks to a model goes through real HTTP on 127.0.0.1, so the model
+layer's retries, headers and errors are exercised exactly as in production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from agent.fake_server import ScriptedServer
+
+
+@pytest.fixture
+def scripted_server() -> Iterator[ScriptedServer]:
+    """A started ``ScriptedServer`` with an empty script (add replies with ``.add(node, ...)``); stopped after."""
+    server = ScriptedServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
