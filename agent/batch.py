@@ -8,7 +8,6 @@ which is what makes a killed batch resumable by simply running it again."""
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import threading
 import time
@@ -28,7 +27,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from agent.batch_exec import make_executor
+from agent.batch_exec import RunPolicy, make_executor
 from agent.batch_report import Totals, render_markdown, render_table, result_row, totals
 from agent.batch_store import BatchStore
 from agent.batch_tasks import BatchTask, read_tasks, run_dir_name, select_tasks
@@ -56,6 +55,7 @@ class BatchOptions:
     retry_errors: bool = False
     task_timeout: float | None = 3600.0
     retries: int = 2
+    retry_backoff: float = 1.0  # seconds before the first retry; doubles each time
     repos_dir: Path | None = None
     repo_url: str | None = None
     solve_target: str = "agent.runner:solve"  # the repair entry point, "module:function"
@@ -145,13 +145,9 @@ def run_batch(
         shuffle=options.shuffle,
         seed=options.seed,
     )
+    policy = RunPolicy(timeout=options.task_timeout, retries=options.retries, backoff=options.retry_backoff)
     executor = make_executor(
-        options.executor,
-        options.workers,
-        options.task_timeout,
-        options.retries,
-        address=options.ray_address,
-        cpus=options.cpus_per_task,
+        options.executor, options.workers, policy, address=options.ray_address, cpus=options.cpus_per_task
     )
     store = BatchStore(options.out)
     (options.out / "settings.json").write_text(
@@ -166,8 +162,6 @@ def run_batch(
         if options.retry_errors:
             store.forget({i for i in selected_ids - done if i in store.finished()})
     todo = [t for t in tasks if t.instance_id not in done]
-    for task in todo:  # a run dir left by a killed or redone attempt starts clean
-        shutil.rmtree(store.runs / run_dir_name(task.instance_id), ignore_errors=True)
 
     worker_settings = _settings_for_workers(settings)
     jobs = [_job(t, worker_settings, store, options) for t in todo]

@@ -17,21 +17,30 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent.batch_worker import OUTCOME_FILE
+from agent.batch_worker import LOG_FILE, OUTCOME_FILE
 from tools.errors import FatalError
 
-__all__ = ["Executor", "LocalExecutor", "OnDone", "RayExecutor", "kill_all", "make_executor", "run_job"]
+__all__ = [
+    "Executor",
+    "LocalExecutor",
+    "OnDone",
+    "RayExecutor",
+    "RunPolicy",
+    "kill_all",
+    "make_executor",
+    "run_job",
+]
 
 Job = dict[str, Any]
 Outcome = dict[str, Any]
 OnDone = Callable[[Job, Outcome], None]
 
 _RETRYABLE = ("fatal", "crash")
-_LOG_FILE = "worker.log"
 
 # Live worker process groups, so an interrupted batch can end them all (local executor and Ray workers alike).
 _LIVE: set[int] = set()
@@ -60,7 +69,7 @@ def _attempt(job: Job, timeout: float | None) -> Outcome:
     run_dir = Path(job["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / OUTCOME_FILE).unlink(missing_ok=True)
-    log_path = run_dir / _LOG_FILE
+    log_path = run_dir / LOG_FILE
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "agent.batch_worker"],
@@ -129,20 +138,27 @@ class Executor(Protocol):
     def run(self, jobs: Sequence[Job], on_done: OnDone) -> None: ...
 
 
+@dataclass(frozen=True)
+class RunPolicy:
+    """How long a task may run and how often an infrastructure failure is retried."""
+
+    timeout: float | None = 3600.0
+    retries: int = 2
+    backoff: float = 1.0
+
+
 class LocalExecutor:
     """N threads, each waiting on one worker process at a time."""
 
-    def __init__(self, workers: int, timeout: float | None, retries: int) -> None:
+    def __init__(self, workers: int, policy: RunPolicy) -> None:
         self.workers = max(1, workers)
-        self.timeout = timeout
-        self.retries = retries
+        self.policy = policy
 
     def run(self, jobs: Sequence[Job], on_done: OnDone) -> None:
+        p = self.policy
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="batch")
         try:
-            pending: dict[Future[Outcome], Job] = {
-                pool.submit(run_job, job, self.timeout, self.retries): job for job in jobs
-            }
+            pending = {pool.submit(run_job, job, p.timeout, p.retries, p.backoff): job for job in jobs}
             while pending:
                 done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -165,14 +181,14 @@ class RayExecutor:
 
     On a multi-node cluster the output directory must be on a filesystem every node sees, and mendloop must be
     installed on the nodes; the outcome itself travels back through Ray, so preds/results are always complete.
+    An already initialised Ray (``ray.init`` by the caller) is used as it is.
     """
 
     def __init__(
-        self, workers: int, timeout: float | None, retries: int, address: str | None = None, cpus: float = 1.0
+        self, workers: int, policy: RunPolicy, address: str | None = None, cpus: float = 1.0
     ) -> None:
         self.workers = max(1, workers)
-        self.timeout = timeout
-        self.retries = retries
+        self.policy = policy
         self.address = address
         self.cpus = cpus
 
@@ -181,14 +197,13 @@ class RayExecutor:
         if not ray.is_initialized():
             try:
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
-            except (
-                Exception
-            ) as exc:  # Ray raises ConnectionError, RuntimeError, ValueError... for a bad cluster
+            except Exception as exc:  # ConnectionError, RuntimeError, ValueError... for a bad cluster
                 raise FatalError(f"cannot start or reach Ray ({self.address or 'local'}): {exc}") from None
         return ray
 
     def run(self, jobs: Sequence[Job], on_done: OnDone) -> None:
         ray = self._init()
+        p = self.policy
         remote = ray.remote(run_job).options(num_cpus=self.cpus, max_retries=0)
         queue = list(jobs)
         inflight: dict[Any, Job] = {}
@@ -196,7 +211,7 @@ class RayExecutor:
             while queue or inflight:
                 while queue and len(inflight) < self.workers:
                     job = queue.pop(0)
-                    inflight[remote.remote(job, self.timeout, self.retries)] = job
+                    inflight[remote.remote(job, p.timeout, p.retries, p.backoff)] = job
                 ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5)
                 for ref in ready:
                     job = inflight.pop(ref)
@@ -211,15 +226,10 @@ class RayExecutor:
 
 
 def make_executor(
-    kind: str,
-    workers: int,
-    timeout: float | None,
-    retries: int,
-    address: str | None = None,
-    cpus: float = 1.0,
+    kind: str, workers: int, policy: RunPolicy, *, address: str | None = None, cpus: float = 1.0
 ) -> Executor:
     if kind == "local":
-        return LocalExecutor(workers, timeout, retries)
+        return LocalExecutor(workers, policy)
     if kind == "ray":
-        return RayExecutor(workers, timeout, retries, address=address, cpus=cpus)
+        return RayExecutor(workers, policy, address=address, cpus=cpus)
     raise FatalError(f"unknown executor {kind!r}; choose local or ray")

@@ -30,9 +30,10 @@ from agent.config import Settings
 from agent.task import RunResult, Task
 from tools.errors import FatalError
 
-__all__ = ["OUTCOME_FILE", "CheckoutError", "checkout", "main", "run_one"]
+__all__ = ["LOG_FILE", "OUTCOME_FILE", "CheckoutError", "checkout", "clean_run_dir", "main", "run_one"]
 
 OUTCOME_FILE = "outcome.json"
+LOG_FILE = "worker.log"
 _GIT_TIMEOUT = 600.0
 
 
@@ -90,10 +91,26 @@ def _load(target: str) -> Callable[..., RunResult]:
     return fn
 
 
+def clean_run_dir(run_dir: Path) -> None:
+    """Empty ``run_dir`` but for the worker log, so every attempt is a fresh repair.
+
+    Why not ``solve(resume=True)``: a worker killed before its first checkpoint leaves a run that resumes into an
+    empty "unresolved"; starting over costs at most the tokens of the tasks that were in flight.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for entry in run_dir.iterdir():
+        if entry.name == LOG_FILE:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
     """Check out and repair one task; infrastructure errors become an outcome, never an exception."""
     run_dir = Path(job["run_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
+    clean_run_dir(run_dir)
     task = BatchTask.from_dict(job["task"])
     try:
         overrides: dict[str, Any] = {}
@@ -115,7 +132,6 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
             ),
             settings,
             run_dir,
-            resume=bool(job.get("resume", False)),
         )
         return {"kind": "ok", "result": result.to_dict(), "error": ""}
     except FatalError as exc:
