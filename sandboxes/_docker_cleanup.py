@@ -1,0 +1,84 @@
+"""Leave no container behind: remove every live sandbox container at exit, on SIGINT and on SIGTERM.
+
+Why besides ``close()``: a Ctrl-C or a crash skips the caller's ``finally`` more often than one would like,
+and SIGTERM's default action skips ``atexit`` altogether. The handlers remove the containers through a fresh
+API client (the sandbox's own client may be mid-request) and then hand the signal on to whatever handler was
+there before, so Ctrl-C still raises KeyboardInterrupt and SIGTERM still terminates. The keep-alive's dead-man
+switch (see _docker_container) covers SIGKILL, which no handler sees.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+_live: set[str] = set()
+_lock = threading.Lock()
+_installed = False
+_previous: dict[int, Any] = {}
+
+
+def remember(container_id: str) -> None:
+    """Track a container for emergency removal (and install the handlers on first use)."""
+    with _lock:
+        _live.add(container_id)
+    _install()
+
+
+def forget(container_id: str) -> None:
+    with _lock:
+        _live.discard(container_id)
+
+
+def remove_all() -> list[str]:
+    """Force-remove every tracked container; returns the ids removed. Safe to call more than once."""
+    with _lock:
+        ids = sorted(_live)
+        _live.clear()
+    if not ids:
+        return []
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+    except Exception:  # daemon gone: the dead-man switch is all that is left
+        return []
+    removed = []
+    for cid in ids:
+        try:
+            client.api.remove_container(cid, force=True)
+            removed.append(cid)
+        except Exception:
+            pass
+    client.close()
+    return removed
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    remove_all()
+    previous = _previous.get(signum)
+    if callable(previous):
+        previous(signum, frame)
+    elif previous == signal.SIG_IGN:
+        return
+    else:  # SIG_DFL: restore it and deliver the signal again, so the process ends as it would have
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+def _install() -> None:
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        _installed = True
+    atexit.register(remove_all)
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread; atexit and the dead-man switch remain
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        _previous[signum] = signal.getsignal(signum)
+        signal.signal(signum, _on_signal)
