@@ -118,7 +118,7 @@ def _more_body_ahead(lines: list[str], i: int) -> bool:
     for j in range(i, len(lines)):
         if _is_boundary(lines, j):
             return False
-        if lines[j][:1] in ("+", "-", " ") and lines[j].strip():
+        if lines[j][:1] in ("+", "-", " "):
             return True
     return False
 

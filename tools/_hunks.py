@@ -140,7 +140,7 @@ def _describe_ambiguous(found: Ambiguous) -> str:
 
 def apply_hunk(hay: Sequence[str], hunk: Hunk, expected: int | None) -> HunkResult:
     readings = variants(hunk, hay)
-    if not readings or all(op == " " for op, _ in readings[0]):
+    if all(op == " " for ops in readings for op, _ in ops):
         return HunkResult(False, "it contains no added or removed lines")
     primary = readings[0]
     if not old_side(primary):
@@ -148,21 +148,21 @@ def apply_hunk(hay: Sequence[str], hunk: Hunk, expected: int | None) -> HunkResu
             return HunkResult(False, "it has no context lines and no line number, so it cannot be placed")
         pos = min(expected or 0, len(hay))
         added = new_side(primary)
-        return HunkResult(
-            True, f"inserted at line {pos + 1}", [*hay[:pos], *added, *hay[pos:]], pos, len(added)
-        )
-    found = locate(hay, readings, expected)
+        return HunkResult(True, f"inserted at line {pos + 1}", [*hay[:pos], *added, *hay[pos:]], pos, len(added))
+    found = locate(hay, [primary], expected)
+    if found is None:
+        done = locate(hay, [tuple(("-", t) for t in new_side(primary))], expected)
+        if isinstance(done, Match) and any(op == "+" for op, _ in primary):
+            return HunkResult(
+                False, f"it seems to be applied already: its new lines are present at line {done.pos + 1}"
+            )
+        found = locate(hay, readings[1:], expected)
     if isinstance(found, Match):
         size = len(old_side(found.ops))
         lines, new_len = splice(hay, found)
         return HunkResult(True, f"{found.rung} (line {found.pos + 1})", lines, found.pos, new_len, size)
     if isinstance(found, Ambiguous):
         return HunkResult(False, _describe_ambiguous(found))
-    done = locate(hay, [tuple(("-", t) for t in new_side(primary))], expected)
-    if isinstance(done, Match) and any(op == "+" for op, _ in primary):
-        return HunkResult(
-            False, f"it seems to be applied already: its new lines are present at line {done.pos + 1}"
-        )
     split = _apply_split(hay, primary, expected)
     if split is not None:
         return split

@@ -1,0 +1,543 @@
+"""The table: edits as models really write them, each with the exact content it was meant to produce.
+
+Why a table: every row is a sloppy-but-meant edit seen from real models; the patcher must turn each into exactly the
+intended file, and must refuse (leaving files untouched) the ones that cannot be placed with certainty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tools.edits import CreateFile, DeleteFile, Edit, SearchReplace, UnifiedDiff, WholeFile
+from tools.patching import apply_edit
+
+SRC = """import os
+
+
+def add(a, b):
+    return a + b
+
+
+def sub(a, b):
+    return a - b
+
+
+class Calc:
+    def __init__(self):
+        self.total = 0
+
+    def push(self, x):
+        self.total += x
+        return self.total
+"""
+
+
+def src_with(old: str, new: str) -> str:
+    assert SRC.count(old) == 1, old
+    return SRC.replace(old, new)
+
+
+TABS = "def f(x):\n\tif x:\n\t\treturn 1\n\treturn 0\n"
+DUP = "def a():\n    x = 1\n    return x\n\n\ndef b():\n    x = 1\n    return x\n"
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    files: dict[str, bytes]
+    edit: Edit
+    expected: dict[str, bytes | None] = field(default_factory=dict)
+
+
+def b(text: str) -> bytes:
+    return text.encode("utf-8")
+
+
+def diff(path: str, body: str, *, old: str | None = None) -> str:
+    return f"--- a/{old or path}\n+++ b/{path}\n{body}"
+
+
+CASES: list[Case] = [
+    Case(
+        "well_formed_git_diff",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(
+            "diff --git a/calc.py b/calc.py\nindex 83db48f..bf269f4 100644\n"
+            + diff("calc.py", "@@ -8,2 +8,2 @@ def add(a, b):\n def sub(a, b):\n-    return a - b\n+    return b - a\n")
+        ),
+        {"calc.py": b(src_with("return a - b", "return b - a"))},
+    ),
+    Case(
+        "wrong_line_numbers",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(diff("calc.py", "@@ -40,3 +40,3 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n \n")),
+        {"calc.py": b(src_with("return a - b", "return b - a"))},
+    ),
+    Case(
+        "no_line_numbers_in_header",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(diff("calc.py", "@@ @@\n def add(a, b):\n-    return a + b\n+    return a + b + 0\n")),
+        {"calc.py": b(src_with("return a + b", "return a + b + 0"))},
+    ),
+    Case(
+        "missing_context_only_changed_lines",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(diff("calc.py", "@@ -9 +9 @@\n-    return a - b\n+    return b - a\n")),
+        {"calc.py": b(src_with("return a - b", "return b - a"))},
+    ),
+    Case(
+        "extra_context_lines",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(
+            diff(
+                "calc.py",
+                "@@ -4,9 +4,9 @@\n def add(a, b):\n     return a + b\n \n \n def sub(a, b):\n"
+                "-    return a - b\n+    return b - a\n \n \n class Calc:\n",
+            )
+        ),
+        {"calc.py": b(src_with("return a - b", "return b - a"))},
+    ),
+    Case(
+        "hallucinated_context_line_split",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(
+            diff(
+                "calc.py",
+                '@@ -8,3 +8,4 @@\n def sub(a, b):\n+    """Subtract."""\n-    return a - b\n'
+                "+    return b - a\n     # the end of sub\n",
+            )
+        ),
+        {"calc.py": b(src_with("    return a - b", '    """Subtract."""\n    return b - a'))},
+    ),
+    Case(
+        "tab_indented_file_space_diff",
+        {"t.py": b(TABS)},
+        UnifiedDiff(diff("t.py", "@@ -1,3 +1,4 @@\n def f(x):\n     if x:\n+        print(x)\n         return 1\n")),
+        {"t.py": b("def f(x):\n\tif x:\n\t\tprint(x)\n\t\treturn 1\n\treturn 0\n")},
+    ),
+    Case(
+        "space_file_tab_diff",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(diff("calc.py", "@@ -16,3 +16,4 @@\n \tdef push(self, x):\n \t\tself.total += x\n+\t\tx += 0\n")),
+        {"calc.py": b(src_with("self.total += x\n", "self.total += x\n        x += 0\n"))},
+    ),
+    Case(
+        "crlf_file_lf_diff",
+        {"calc.py": b(SRC.replace("\n", "\r\n"))},
+        UnifiedDiff(diff("calc.py", "@@ -8,2 +8,2 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n")),
+        {"calc.py": b(src_with("return a - b", "return b - a").replace("\n", "\r\n"))},
+    ),
+    Case(
+        "crlf_diff_lf_file",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(
+            diff("calc.py", "@@ -8,2 +8,2 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n").replace(
+                "\n", "\r\n"
+            )
+        ),
+        {"calc.py": b(src_with("return a - b", "return b - a"))},
+    ),
+    Case(
+        "trailing_whitespace_in_context",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(diff("calc.py", "@@ -8,2 +8,2 @@\n def sub(a, b):   \n-    return a - b \n+    return b - a\n")),
+        {"calc.py": b(src_with("return a - b", "return b - a"))},
+    ),
+    Case(
+        "trailing_whitespace_in_file",
+        {"w.py": b("x = 1   \ny = 2\t\nz = 3\n")},
+        UnifiedDiff(diff("w.py", "@@ -1,3 +1,3 @@\n x = 1\n-y = 2\n+y = 20\n z = 3\n")),
+        {"w.py": b("x = 1   \ny = 20\nz = 3\n")},
+    ),
+    Case(
+        "missing_plus_on_unindented_added_line",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(diff("calc.py", "@@ -1,3 +1,4 @@\n import os\nimport sys\n \n \n")),
+        {"calc.py": b(src_with("import os\n", "import os\nimport sys\n"))},
+    ),
+    Case(
+        "missing_plus_on_indented_added_line",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(
+            diff("calc.py", "@@ -4,2 +4,3 @@\n def add(a, b):\n-    return a + b\n    c = a + b\n+    return c\n")
+        ),
+        {"calc.py": b(src_with("    return a + b\n", "    c = a + b\n    return c\n"))},
+    ),
+    Case(
+        "hunks_out_of_order",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(
+            diff(
+                "calc.py",
+                "@@ -16,3 +16,3 @@\n     def push(self, x):\n-        self.total += x\n+        self.total += 2 * x\n"
+                "         return self.total\n"
+                "@@ -1,4 +1,5 @@\n import os\n+import sys\n \n \n def add(a, b):\n",
+            )
+        ),
+        {"calc.py": b(src_with("import os\n", "import os\nimport sys\n").replace("+= x", "+= 2 * x"))},
+    ),
+    Case(
+        "prose_around_fenced_diff",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(
+            "The bug is in `sub`: the operands are swapped. Here is the fix:\n\n```diff\n"
+            + diff("calc.py", "@@ -8,2 +8,2 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n")
+            + "```\n\nThis makes `sub(1, 2)` return 1 as the issue expects.\n"
+        ),
+        {"calc.py": b(src_with("return a - b", "return b - a"))},
+    ),
+    Case(
+        "prose_after_unfenced_diff",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(
+            diff("calc.py", "@@ -8,2 +8,2 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n")
+            + "\nThat should fix it.\n"
+        ),
+        {"calc.py": b(src_with("return a - b", "return b - a"))},
+    ),
+    Case(
+        "no_a_b_prefixes",
+        {"pkg/calc.py": b(SRC)},
+        UnifiedDiff(
+            "--- pkg/calc.py\n+++ pkg/calc.py\n@@ -8,2 +8,2 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n"
+        ),
+        {"pkg/calc.py": b(src_with("return a - b", "return b - a"))},
+    ),
+    Case(
+        "new_file_from_dev_null",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(
+            "diff --git a/tests/test_calc.py b/tests/test_calc.py\nnew file mode 100644\n"
+            "--- /dev/null\n+++ b/tests/test_calc.py\n@@ -0,0 +1,4 @@\n+from calc import sub\n+\n+\n"
+            "+def test_sub():\n"
+        ),
+        {"tests/test_calc.py": b("from calc import sub\n\n\ndef test_sub():\n"), "calc.py": b(SRC)},
+    ),
+    Case(
+        "new_file_with_wrong_count_and_missing_plus",
+        {},
+        UnifiedDiff("--- /dev/null\n+++ b/new.py\n@@ -0,0 +1,1 @@\n+def f():\n+    return 1\n"),
+        {"new.py": b("def f():\n    return 1\n")},
+    ),
+    Case(
+        "delete_to_dev_null",
+        {"old.py": b("x = 1\n"), "calc.py": b(SRC)},
+        UnifiedDiff(
+            "diff --git a/old.py b/old.py\ndeleted file mode 100644\n"
+            "--- a/old.py\n+++ /dev/null\n@@ -1 +0,0 @@\n-x = 1\n"
+        ),
+        {"old.py": None, "calc.py": b(SRC)},
+    ),
+    Case(
+        "hunk_count_too_small",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(diff("calc.py", "@@ -8,1 +8,1 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n")),
+        {"calc.py": b(src_with("return a - b", "return b - a"))},
+    ),
+    Case(
+        "hunk_count_too_large",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(diff("calc.py", "@@ -8,7 +8,9 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n")),
+        {"calc.py": b(src_with("return a - b", "return b - a"))},
+    ),
+    Case(
+        "relative_indentation_off_by_minus_4",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(
+            diff(
+                "calc.py",
+                "@@ -16,3 +16,4 @@\n def push(self, x):\n     self.total += x\n+    print(x)\n     return self.total\n",
+            )
+        ),
+        {"calc.py": b(src_with("self.total += x\n", "self.total += x\n        print(x)\n"))},
+    ),
+    Case(
+        "relative_indentation_off_by_plus_4",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(
+            diff(
+                "calc.py",
+                "@@ -8,2 +8,4 @@\n     def sub(a, b):\n-        return a - b\n+        if a < b:\n"
+                "+            return 0\n+        return a - b\n",
+            )
+        ),
+        {"calc.py": b(src_with("    return a - b\n", "    if a < b:\n        return 0\n    return a - b\n"))},
+    ),
+    Case(
+        "blank_context_lines_without_space",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(diff("calc.py", "@@ -5,4 +5,4 @@\n     return a + b\n\n\n-def sub(a, b):\n+def subtract(a, b):\n")),
+        {"calc.py": b(src_with("def sub(", "def subtract("))},
+    ),
+    Case(
+        "trailing_blank_context_past_end_of_file",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(
+            diff(
+                "calc.py",
+                "@@ -17,2 +17,2 @@\n         self.total += x\n-        return self.total\n"
+                "+        return self.total * 1\n \n",
+            )
+        ),
+        {"calc.py": b(src_with("return self.total\n", "return self.total * 1\n"))},
+    ),
+    Case(
+        "two_files_in_one_diff",
+        {"calc.py": b(SRC), "t.py": b(TABS)},
+        UnifiedDiff(
+            diff("calc.py", "@@ -8,2 +8,2 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n")
+            + diff("t.py", "@@ -3,2 +3,2 @@\n \t\treturn 1\n-\treturn 0\n+\treturn -1\n")
+        ),
+        {"calc.py": b(src_with("return a - b", "return b - a")), "t.py": b(TABS.replace("return 0", "return -1"))},
+    ),
+    Case(
+        "rename_with_change",
+        {"old_name.py": b("A = 1\nB = 2\n")},
+        UnifiedDiff(
+            "diff --git a/old_name.py b/new_name.py\nsimilarity index 80%\nrename from old_name.py\n"
+            "rename to new_name.py\n--- a/old_name.py\n+++ b/new_name.py\n@@ -1,2 +1,2 @@\n A = 1\n-B = 2\n+B = 3\n"
+        ),
+        {"old_name.py": None, "new_name.py": b("A = 1\nB = 3\n")},
+    ),
+    Case(
+        "no_newline_at_end_of_file_marker",
+        {"n.txt": b("one\ntwo")},
+        UnifiedDiff(diff("n.txt", "@@ -1,2 +1,2 @@\n one\n-two\n\\ No newline at end of file\n+three\n")),
+        {"n.txt": b("one\nthree\n")},
+    ),
+    Case(
+        "nearest_of_two_matches_to_stated_line_wins",
+        {"dup.py": b(DUP)},
+        UnifiedDiff(diff("dup.py", "@@ -8,2 +8,2 @@\n     x = 1\n-    return x\n+    return x + 1\n")),
+        {"dup.py": b(DUP[: DUP.rindex("return x")] + "return x + 1\n")},
+    ),
+    Case(
+        "old_path_missing_but_hunk_only_adds",
+        {},
+        UnifiedDiff("--- a/fresh.txt\n+++ b/fresh.txt\n@@ -0,0 +1,2 @@\n+hello\n+world\n"),
+        {"fresh.txt": b("hello\nworld\n")},
+    ),
+    Case(
+        "search_replace_exact",
+        {"calc.py": b(SRC)},
+        SearchReplace("calc.py", "    return a - b\n", "    return b - a\n"),
+        {"calc.py": b(src_with("return a - b", "return b - a"))},
+    ),
+    Case(
+        "search_replace_wrong_indentation",
+        {"calc.py": b(SRC)},
+        SearchReplace(
+            "calc.py",
+            "def push(self, x):\n    self.total += x",
+            "def push(self, x):\n    if x < 0:\n        raise ValueError(x)\n    self.total += x",
+        ),
+        {
+            "calc.py": b(
+                src_with("self.total += x\n", "if x < 0:\n            raise ValueError(x)\n        self.total += x\n")
+            )
+        },
+    ),
+    Case(
+        "search_replace_spaces_in_tab_file",
+        {"t.py": b(TABS)},
+        SearchReplace("t.py", "    if x:\n        return 1", "    if x:\n        return 2"),
+        {"t.py": b(TABS.replace("return 1", "return 2"))},
+    ),
+    Case(
+        "search_replace_trailing_whitespace_and_blank_edges",
+        {"calc.py": b(SRC)},
+        SearchReplace("calc.py", "\n\n\ndef sub(a, b):  \n    return a - b\n\n", "def sub(a, b):\n    return b - a\n"),
+        {"calc.py": b(src_with("return a - b", "return b - a"))},
+    ),
+    Case(
+        "search_replace_fragment_of_a_line",
+        {"calc.py": b(SRC)},
+        SearchReplace("calc.py", "a - b", "b - a"),
+        {"calc.py": b(src_with("return a - b", "return b - a"))},
+    ),
+    Case(
+        "search_replace_crlf_file",
+        {"calc.py": b(SRC.replace("\n", "\r\n"))},
+        SearchReplace("calc.py", "def sub(a, b):\n    return a - b", "def sub(a, b):\n    return b - a"),
+        {"calc.py": b(src_with("return a - b", "return b - a").replace("\n", "\r\n"))},
+    ),
+    Case(
+        "search_empty_on_missing_file_creates",
+        {},
+        SearchReplace("pkg/new.py", "", "VALUE = 1"),
+        {"pkg/new.py": b("VALUE = 1\n")},
+    ),
+    Case(
+        "search_empty_on_empty_file_fills",
+        {"empty.py": b("")},
+        SearchReplace("empty.py", "", "VALUE = 1\n"),
+        {"empty.py": b("VALUE = 1\n")},
+    ),
+    Case("create_file", {}, CreateFile("a/b/c.txt", "hi"), {"a/b/c.txt": b("hi\n")}),
+    Case(
+        "whole_file_keeps_crlf",
+        {"w.txt": b("old\r\nlines\r\n")},
+        WholeFile("w.txt", "new\nlines\nhere\n"),
+        {"w.txt": b("new\r\nlines\r\nhere\r\n")},
+    ),
+    Case("delete_file", {"gone.txt": b("x\n"), "kept.txt": b("y\n")}, DeleteFile("gone.txt"), {"gone.txt": None}),
+]
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> None:
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_meant_edit_gives_intended_content(tmp_path: Path, case: Case) -> None:
+    write_tree(tmp_path, case.files)
+    outcome = apply_edit(tmp_path, case.edit)
+    assert outcome.ok, outcome.message
+    for rel, want in case.expected.items():
+        path = tmp_path / rel
+        if want is None:
+            assert not path.exists(), rel
+        else:
+            assert path.read_bytes() == want, f"{rel}\n{outcome.message}"
+    assert outcome.changed, outcome.message
+
+
+def test_table_is_big_enough() -> None:
+    assert len(CASES) >= 30
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    id: str
+    files: dict[str, bytes]
+    edit: Edit
+    says: tuple[str, ...]
+
+
+REFUSALS: list[Refusal] = [
+    Refusal(
+        "diff_context_matches_twice_without_line_hint",
+        {"dup.py": b(DUP)},
+        UnifiedDiff(diff("dup.py", "@@ @@\n     x = 1\n-    return x\n+    return x + 1\n")),
+        ("dup.py", "several places", "[2, 7]", "left unchanged"),
+    ),
+    Refusal(
+        "search_matches_twice",
+        {"dup.py": b(DUP)},
+        SearchReplace("dup.py", "    x = 1\n    return x", "    x = 2\n    return x"),
+        ("Multiple occurrences", "in lines [2, 7]", "unique"),
+    ),
+    Refusal(
+        "search_not_found_shows_nearest_numbered_lines",
+        {"calc.py": b(SRC)},
+        SearchReplace("calc.py", "def sub(a, b):\n    return a - c", "def sub(a, b):\n    return 0"),
+        (
+            "No replacement was performed, the search lines did not appear verbatim in calc.py",
+            "8\tdef sub(a, b):",
+            "9\t    return a - b",
+        ),
+    ),
+    Refusal(
+        "search_fragment_twice",
+        {"calc.py": b(SRC)},
+        SearchReplace("calc.py", "(a, b)", "(x, y)"),
+        ("Multiple occurrences", "[4, 8]"),
+    ),
+    Refusal(
+        "search_on_missing_file",
+        {},
+        SearchReplace("nope.py", "x = 1", "x = 2"),
+        ("nope.py does not exist",),
+    ),
+    Refusal(
+        "diff_atomic_per_file",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(
+            diff(
+                "calc.py",
+                "@@ -8,2 +8,2 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n"
+                "@@ -12,2 +12,2 @@\n-class Calculator:\n+class Calc2:\n",
+            )
+        ),
+        ("hunk 1 (@@ -8,2 +8,2 @@) applied", "hunk 2 (@@ -12,2 +12,2 @@) FAILED", "12\tclass Calc:", "unchanged"),
+    ),
+    Refusal(
+        "diff_already_applied_is_not_applied_twice",
+        {"calc.py": b(src_with("import os\n", "import os\nimport sys\n"))},
+        UnifiedDiff(diff("calc.py", "@@ -1,2 +1,3 @@\n import os\n+import sys\n \n")),
+        ("applied already",),
+    ),
+    Refusal(
+        "diff_missing_file",
+        {},
+        UnifiedDiff(diff("ghost.py", "@@ -1,2 +1,2 @@\n a\n-b\n+c\n")),
+        ("ghost.py", "does not exist"),
+    ),
+    Refusal("create_refuses_existing", {"calc.py": b(SRC)}, CreateFile("calc.py", "x"), ("already exists",)),
+    Refusal("delete_missing", {}, DeleteFile("nope.txt"), ("does not exist",)),
+    Refusal("not_a_diff", {"calc.py": b(SRC)}, UnifiedDiff("I think you should swap a and b."), ("No file changes",)),
+    Refusal(
+        "binary_files_differ",
+        {"img.png": b"\x89PNG\x00\x01"},
+        UnifiedDiff("diff --git a/img.png b/img.png\nindex 1..2 100644\nBinary files a/img.png and b/img.png differ\n"),
+        ("img.png", "binary"),
+    ),
+    Refusal(
+        "git_binary_patch",
+        {"img.png": b"\x89PNG\x00\x01"},
+        UnifiedDiff("diff --git a/img.png b/img.png\nindex 1..2 100644\nGIT binary patch\nliteral 5\nMcmZ?wbhEHb\n\n"),
+        ("img.png", "binary"),
+    ),
+    Refusal(
+        "search_in_binary_file",
+        {"blob.bin": b"ab\x00cd\n"},
+        SearchReplace("blob.bin", "ab", "xy"),
+        ("blob.bin", "binary"),
+    ),
+    Refusal(
+        "search_in_non_utf8_file",
+        {"latin.txt": "caf\xe9 = 1\n".encode("latin-1")},
+        SearchReplace("latin.txt", "caf", "bar"),
+        ("latin.txt is not valid UTF-8", "0xe9"),
+    ),
+    Refusal(
+        "diff_on_non_utf8_file",
+        {"latin.txt": "caf\xe9 = 1\n".encode("latin-1")},
+        UnifiedDiff(diff("latin.txt", "@@ -1 +1 @@\n-café = 1\n+café = 2\n")),
+        ("latin.txt is not valid UTF-8",),
+    ),
+    Refusal("parent_dir_escape", {}, CreateFile("../evil.py", "x"), ("..",)),
+    Refusal("absolute_path", {}, WholeFile("/tmp/evil.py", "x"), ("absolute",)),
+    Refusal("dot_git", {}, WholeFile(".git/config", "x"), (".git",)),
+    Refusal(
+        "diff_path_escape",
+        {},
+        UnifiedDiff("--- /dev/null\n+++ b/../../evil.py\n@@ -0,0 +1 @@\n+x = 1\n"),
+        ("..",),
+    ),
+]
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("case", REFUSALS, ids=[c.id for c in REFUSALS])
+def test_refused_edit_leaves_tree_unchanged(tmp_path: Path, case: Refusal) -> None:
+    root = tmp_path / "repo"
+    root.mkdir()
+    write_tree(root, case.files)
+    before = snapshot(tmp_path)
+    outcome = apply_edit(root, case.edit)
+    assert not outcome.ok
+    assert outcome.changed == []
+    for fragment in case.says:
+        assert fragment in outcome.message, outcome.message
+    assert snapshot(tmp_path) == before
