@@ -15,7 +15,7 @@ from agent.fake_server import ScriptedServer
 
 @pytest.fixture
 def scripted_server() -> Iterator[ScriptedServer]:
-    """A started ``ScriptedServer`` with an empty script (add replies with ``.add(node, ...)``); stopped after."""
+    """A started ``ScriptedServer`` with an empty script (fill it with ``.add(node, ...)``), then stopped."""
     server = ScriptedServer().start()
     try:
         yield server
