@@ -89,6 +89,15 @@ def _tool_calls(raw: Sequence[Mapping[str, Any]], counter: int) -> list[dict[str
     return calls
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (a timeout test, a killed run) is normal here, not a traceback on stderr."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class ScriptedServer:
     """A chat-completions server answering from a script; see the module docstring for routing."""
 
@@ -145,8 +154,7 @@ class ScriptedServer:
     def start(self, port: int = 0) -> ScriptedServer:
         if self._log_path is not None:
             self._log = self._log_path.open("a", encoding="utf-8")
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
-        self._httpd.daemon_threads = True
+        self._httpd = _HTTPServer(("127.0.0.1", port), _make_handler(self))
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
         httpd = self._httpd
         self._thread = threading.Thread(

@@ -327,7 +327,7 @@ class ModelClient:
         record: dict[str, Any] = {
             "node": node,
             "model": self.settings.model,
-            "messages": messages,
+            "messages": [dict(m) for m in messages],  # a snapshot: callers keep appending
             "params": {**params, "extra_body": self.settings.extra_body},
             "duration": round(time.monotonic() - started, 3),
         }

@@ -269,3 +269,12 @@ def test_mock_transport_fakes_the_endpoint_at_the_http_layer() -> None:
     assert seen[0].headers[NODE_HEADER] == "verify"
     assert seen[0].url.path == "/v1/chat/completions"
     assert seen[0].headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_a_slow_endpoint_times_out_and_is_retried_then_reported(scripted_server: ScriptedServer) -> None:
+    scripted_server.add("write", {"content": "too late", "delay": 1.0})
+    client = client_for(scripted_server.url, request_timeout=0.2, max_retries=1)
+    with pytest.raises(EndpointError) as caught:
+        client.complete(HELLO, node="write")
+    assert "kept failing: timed out after 0.2 s (2 attempts)" in caught.value.message
+    assert scripted_server.nodes() == ["write", "write"]
