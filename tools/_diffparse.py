@@ -246,5 +246,8 @@ def parse_diff(text: str) -> tuple[list[FilePatch], str]:
     hand = parse_by_hand(body)
     uni = _parse_with_unidiff(body)
     if uni is not None and [f.shape() for f in uni] == [f.shape() for f in hand]:
+        for u, h in zip(uni, hand, strict=True):  # keep the headers as the model wrote them
+            for uh, hh in zip(u.hunks, h.hunks, strict=True):
+                uh.header = hh.header
         return uni, "unidiff"
     return hand, "tolerant"

@@ -138,7 +138,10 @@ def _describe_ambiguous(found: Ambiguous) -> str:
     )
 
 
-def apply_hunk(hay: Sequence[str], hunk: Hunk, expected: int | None) -> HunkResult:
+def apply_hunk(
+    hay: Sequence[str], hunk: Hunk, expected: int | None, shown: Sequence[str] | None = None
+) -> HunkResult:
+    """Place one hunk; ``shown`` is the file as the model knows it, for the "closest lines" of a failure."""
     readings = variants(hunk, hay)
     if all(op == " " for ops in readings for op, _ in ops):
         return HunkResult(False, "it contains no added or removed lines")
@@ -148,7 +151,9 @@ def apply_hunk(hay: Sequence[str], hunk: Hunk, expected: int | None) -> HunkResu
             return HunkResult(False, "it has no context lines and no line number, so it cannot be placed")
         pos = min(expected or 0, len(hay))
         added = new_side(primary)
-        return HunkResult(True, f"inserted at line {pos + 1}", [*hay[:pos], *added, *hay[pos:]], pos, len(added))
+        return HunkResult(
+            True, f"inserted at line {pos + 1}", [*hay[:pos], *added, *hay[pos:]], pos, len(added)
+        )
     found = locate(hay, [primary], expected)
     if found is None:
         done = locate(hay, [tuple(("-", t) for t in new_side(primary))], expected)
@@ -168,7 +173,8 @@ def apply_hunk(hay: Sequence[str], hunk: Hunk, expected: int | None) -> HunkResu
         return split
     return HunkResult(
         False,
-        "its context and removed lines were not found in the file.\n" + closest_lines(hay, old_side(primary)),
+        "its context and removed lines were not found in the file.\n"
+        + closest_lines(hay if shown is None else shown, old_side(primary)),
     )
 
 
@@ -184,7 +190,7 @@ def apply_hunks(hay: Sequence[str], final_newline: bool, hunks: Sequence[Hunk]) 
         expected = None if stated is None else stated + sum(d for s, d in shifts if s < stated)
         if expected is not None:
             expected = min(max(expected, 0), len(work))
-        result = apply_hunk(work, hunk, expected)
+        result = apply_hunk(work, hunk, expected, hay)
         label = f"hunk {number} ({hunk.header})"
         if not result.ok:
             ok = False

@@ -1,7 +1,7 @@
 """The table: edits as models really write them, each with the exact content it was meant to produce.
 
-Why a table: every row is a sloppy-but-meant edit seen from real models; the patcher must turn each into exactly the
-intended file, and must refuse (leaving files untouched) the ones that cannot be placed with certainty.
+Why a table: every row is a sloppy-but-meant edit seen from real models; the patcher must turn each into
+exactly the intended file, and must refuse (leaving files untouched) the ones that cannot be placed surely.
 """
 
 from __future__ import annotations
@@ -66,14 +66,19 @@ CASES: list[Case] = [
         {"calc.py": b(SRC)},
         UnifiedDiff(
             "diff --git a/calc.py b/calc.py\nindex 83db48f..bf269f4 100644\n"
-            + diff("calc.py", "@@ -8,2 +8,2 @@ def add(a, b):\n def sub(a, b):\n-    return a - b\n+    return b - a\n")
+            + diff(
+                "calc.py",
+                "@@ -8,2 +8,2 @@ def add(a, b):\n def sub(a, b):\n-    return a - b\n+    return b - a\n",
+            )
         ),
         {"calc.py": b(src_with("return a - b", "return b - a"))},
     ),
     Case(
         "wrong_line_numbers",
         {"calc.py": b(SRC)},
-        UnifiedDiff(diff("calc.py", "@@ -40,3 +40,3 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n \n")),
+        UnifiedDiff(
+            diff("calc.py", "@@ -40,3 +40,3 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n \n")
+        ),
         {"calc.py": b(src_with("return a - b", "return b - a"))},
     ),
     Case(
@@ -115,35 +120,43 @@ CASES: list[Case] = [
     Case(
         "tab_indented_file_space_diff",
         {"t.py": b(TABS)},
-        UnifiedDiff(diff("t.py", "@@ -1,3 +1,4 @@\n def f(x):\n     if x:\n+        print(x)\n         return 1\n")),
+        UnifiedDiff(
+            diff("t.py", "@@ -1,3 +1,4 @@\n def f(x):\n     if x:\n+        print(x)\n         return 1\n")
+        ),
         {"t.py": b("def f(x):\n\tif x:\n\t\tprint(x)\n\t\treturn 1\n\treturn 0\n")},
     ),
     Case(
         "space_file_tab_diff",
         {"calc.py": b(SRC)},
-        UnifiedDiff(diff("calc.py", "@@ -16,3 +16,4 @@\n \tdef push(self, x):\n \t\tself.total += x\n+\t\tx += 0\n")),
+        UnifiedDiff(
+            diff("calc.py", "@@ -16,3 +16,4 @@\n \tdef push(self, x):\n \t\tself.total += x\n+\t\tx += 0\n")
+        ),
         {"calc.py": b(src_with("self.total += x\n", "self.total += x\n        x += 0\n"))},
     ),
     Case(
         "crlf_file_lf_diff",
         {"calc.py": b(SRC.replace("\n", "\r\n"))},
-        UnifiedDiff(diff("calc.py", "@@ -8,2 +8,2 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n")),
+        UnifiedDiff(
+            diff("calc.py", "@@ -8,2 +8,2 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n")
+        ),
         {"calc.py": b(src_with("return a - b", "return b - a").replace("\n", "\r\n"))},
     ),
     Case(
         "crlf_diff_lf_file",
         {"calc.py": b(SRC)},
         UnifiedDiff(
-            diff("calc.py", "@@ -8,2 +8,2 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n").replace(
-                "\n", "\r\n"
-            )
+            diff(
+                "calc.py", "@@ -8,2 +8,2 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n"
+            ).replace("\n", "\r\n")
         ),
         {"calc.py": b(src_with("return a - b", "return b - a"))},
     ),
     Case(
         "trailing_whitespace_in_context",
         {"calc.py": b(SRC)},
-        UnifiedDiff(diff("calc.py", "@@ -8,2 +8,2 @@\n def sub(a, b):   \n-    return a - b \n+    return b - a\n")),
+        UnifiedDiff(
+            diff("calc.py", "@@ -8,2 +8,2 @@\n def sub(a, b):   \n-    return a - b \n+    return b - a\n")
+        ),
         {"calc.py": b(src_with("return a - b", "return b - a"))},
     ),
     Case(
@@ -162,7 +175,10 @@ CASES: list[Case] = [
         "missing_plus_on_indented_added_line",
         {"calc.py": b(SRC)},
         UnifiedDiff(
-            diff("calc.py", "@@ -4,2 +4,3 @@\n def add(a, b):\n-    return a + b\n    c = a + b\n+    return c\n")
+            diff(
+                "calc.py",
+                "@@ -4,2 +4,3 @@\n def add(a, b):\n-    return a + b\n    c = a + b\n+    return c\n",
+            )
         ),
         {"calc.py": b(src_with("    return a + b\n", "    c = a + b\n    return c\n"))},
     ),
@@ -172,7 +188,8 @@ CASES: list[Case] = [
         UnifiedDiff(
             diff(
                 "calc.py",
-                "@@ -16,3 +16,3 @@\n     def push(self, x):\n-        self.total += x\n+        self.total += 2 * x\n"
+                "@@ -16,3 +16,3 @@\n     def push(self, x):\n-        self.total += x\n"
+                "+        self.total += 2 * x\n"
                 "         return self.total\n"
                 "@@ -1,4 +1,5 @@\n import os\n+import sys\n \n \n def add(a, b):\n",
             )
@@ -202,7 +219,8 @@ CASES: list[Case] = [
         "no_a_b_prefixes",
         {"pkg/calc.py": b(SRC)},
         UnifiedDiff(
-            "--- pkg/calc.py\n+++ pkg/calc.py\n@@ -8,2 +8,2 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n"
+            "--- pkg/calc.py\n+++ pkg/calc.py\n"
+            "@@ -8,2 +8,2 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n"
         ),
         {"pkg/calc.py": b(src_with("return a - b", "return b - a"))},
     ),
@@ -234,13 +252,17 @@ CASES: list[Case] = [
     Case(
         "hunk_count_too_small",
         {"calc.py": b(SRC)},
-        UnifiedDiff(diff("calc.py", "@@ -8,1 +8,1 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n")),
+        UnifiedDiff(
+            diff("calc.py", "@@ -8,1 +8,1 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n")
+        ),
         {"calc.py": b(src_with("return a - b", "return b - a"))},
     ),
     Case(
         "hunk_count_too_large",
         {"calc.py": b(SRC)},
-        UnifiedDiff(diff("calc.py", "@@ -8,7 +8,9 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n")),
+        UnifiedDiff(
+            diff("calc.py", "@@ -8,7 +8,9 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n")
+        ),
         {"calc.py": b(src_with("return a - b", "return b - a"))},
     ),
     Case(
@@ -249,7 +271,8 @@ CASES: list[Case] = [
         UnifiedDiff(
             diff(
                 "calc.py",
-                "@@ -16,3 +16,4 @@\n def push(self, x):\n     self.total += x\n+    print(x)\n     return self.total\n",
+                "@@ -16,3 +16,4 @@\n def push(self, x):\n     self.total += x\n+    print(x)\n"
+                "     return self.total\n",
             )
         ),
         {"calc.py": b(src_with("self.total += x\n", "self.total += x\n        print(x)\n"))},
@@ -269,7 +292,9 @@ CASES: list[Case] = [
     Case(
         "blank_context_lines_without_space",
         {"calc.py": b(SRC)},
-        UnifiedDiff(diff("calc.py", "@@ -5,4 +5,4 @@\n     return a + b\n\n\n-def sub(a, b):\n+def subtract(a, b):\n")),
+        UnifiedDiff(
+            diff("calc.py", "@@ -5,4 +5,4 @@\n     return a + b\n\n\n-def sub(a, b):\n+def subtract(a, b):\n")
+        ),
         {"calc.py": b(src_with("def sub(", "def subtract("))},
     ),
     Case(
@@ -291,14 +316,18 @@ CASES: list[Case] = [
             diff("calc.py", "@@ -8,2 +8,2 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n")
             + diff("t.py", "@@ -3,2 +3,2 @@\n \t\treturn 1\n-\treturn 0\n+\treturn -1\n")
         ),
-        {"calc.py": b(src_with("return a - b", "return b - a")), "t.py": b(TABS.replace("return 0", "return -1"))},
+        {
+            "calc.py": b(src_with("return a - b", "return b - a")),
+            "t.py": b(TABS.replace("return 0", "return -1")),
+        },
     ),
     Case(
         "rename_with_change",
         {"old_name.py": b("A = 1\nB = 2\n")},
         UnifiedDiff(
             "diff --git a/old_name.py b/new_name.py\nsimilarity index 80%\nrename from old_name.py\n"
-            "rename to new_name.py\n--- a/old_name.py\n+++ b/new_name.py\n@@ -1,2 +1,2 @@\n A = 1\n-B = 2\n+B = 3\n"
+            "rename to new_name.py\n--- a/old_name.py\n+++ b/new_name.py\n"
+            "@@ -1,2 +1,2 @@\n A = 1\n-B = 2\n+B = 3\n"
         ),
         {"old_name.py": None, "new_name.py": b("A = 1\nB = 3\n")},
     ),
@@ -336,7 +365,10 @@ CASES: list[Case] = [
         ),
         {
             "calc.py": b(
-                src_with("self.total += x\n", "if x < 0:\n            raise ValueError(x)\n        self.total += x\n")
+                src_with(
+                    "self.total += x\n",
+                    "if x < 0:\n            raise ValueError(x)\n        self.total += x\n",
+                )
             )
         },
     ),
@@ -349,7 +381,9 @@ CASES: list[Case] = [
     Case(
         "search_replace_trailing_whitespace_and_blank_edges",
         {"calc.py": b(SRC)},
-        SearchReplace("calc.py", "\n\n\ndef sub(a, b):  \n    return a - b\n\n", "def sub(a, b):\n    return b - a\n"),
+        SearchReplace(
+            "calc.py", "\n\n\ndef sub(a, b):  \n    return a - b\n\n", "def sub(a, b):\n    return b - a\n"
+        ),
         {"calc.py": b(src_with("return a - b", "return b - a"))},
     ),
     Case(
@@ -383,7 +417,12 @@ CASES: list[Case] = [
         WholeFile("w.txt", "new\nlines\nhere\n"),
         {"w.txt": b("new\r\nlines\r\nhere\r\n")},
     ),
-    Case("delete_file", {"gone.txt": b("x\n"), "kept.txt": b("y\n")}, DeleteFile("gone.txt"), {"gone.txt": None}),
+    Case(
+        "delete_file",
+        {"gone.txt": b("x\n"), "kept.txt": b("y\n")},
+        DeleteFile("gone.txt"),
+        {"gone.txt": None},
+    ),
 ]
 
 
@@ -466,7 +505,12 @@ REFUSALS: list[Refusal] = [
                 "@@ -12,2 +12,2 @@\n-class Calculator:\n+class Calc2:\n",
             )
         ),
-        ("hunk 1 (@@ -8,2 +8,2 @@) applied", "hunk 2 (@@ -12,2 +12,2 @@) FAILED", "12\tclass Calc:", "unchanged"),
+        (
+            "hunk 1 (@@ -8,2 +8,2 @@) applied",
+            "hunk 2 (@@ -12,2 +12,2 @@) FAILED",
+            "12\tclass Calc:",
+            "unchanged",
+        ),
     ),
     Refusal(
         "diff_already_applied_is_not_applied_twice",
@@ -482,17 +526,26 @@ REFUSALS: list[Refusal] = [
     ),
     Refusal("create_refuses_existing", {"calc.py": b(SRC)}, CreateFile("calc.py", "x"), ("already exists",)),
     Refusal("delete_missing", {}, DeleteFile("nope.txt"), ("does not exist",)),
-    Refusal("not_a_diff", {"calc.py": b(SRC)}, UnifiedDiff("I think you should swap a and b."), ("No file changes",)),
+    Refusal(
+        "not_a_diff",
+        {"calc.py": b(SRC)},
+        UnifiedDiff("I think you should swap a and b."),
+        ("No file changes",),
+    ),
     Refusal(
         "binary_files_differ",
         {"img.png": b"\x89PNG\x00\x01"},
-        UnifiedDiff("diff --git a/img.png b/img.png\nindex 1..2 100644\nBinary files a/img.png and b/img.png differ\n"),
+        UnifiedDiff(
+            "diff --git a/img.png b/img.png\nindex 1..2 100644\nBinary files a/img.png and b/img.png differ\n"
+        ),
         ("img.png", "binary"),
     ),
     Refusal(
         "git_binary_patch",
         {"img.png": b"\x89PNG\x00\x01"},
-        UnifiedDiff("diff --git a/img.png b/img.png\nindex 1..2 100644\nGIT binary patch\nliteral 5\nMcmZ?wbhEHb\n\n"),
+        UnifiedDiff(
+            "diff --git a/img.png b/img.png\nindex 1..2 100644\nGIT binary patch\nliteral 5\nMcmZ?wbhEHb\n\n"
+        ),
         ("img.png", "binary"),
     ),
     Refusal(
