@@ -76,9 +76,7 @@ class BatchSummary:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _job(
-    task: BatchTask, settings: dict[str, Any], store: BatchStore, options: BatchOptions
-) -> dict[str, Any]:
+def _job(task: BatchTask, settings: dict[str, Any], store: BatchStore, options: BatchOptions) -> dict[str, Any]:
     return {
         "task": task.to_dict(),
         "settings": settings,
@@ -150,9 +148,7 @@ def run_batch(
         options.executor, options.workers, policy, address=options.ray_address, cpus=options.cpus_per_task
     )
     store = BatchStore(options.out)
-    (options.out / "settings.json").write_text(
-        json.dumps(settings.public_dict(), indent=2) + "\n", encoding="utf-8"
-    )
+    (options.out / "settings.json").write_text(json.dumps(settings.public_dict(), indent=2) + "\n", encoding="utf-8")
     selected_ids = {t.instance_id for t in tasks}
     if options.redo:
         store.forget(selected_ids)

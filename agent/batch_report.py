@@ -76,8 +76,7 @@ class Totals:
     def line(self) -> str:
         cost = f" ${self.cost:.4f}" if self.priced else ""
         return (
-            f"resolved {self.resolved}  unresolved {self.unresolved}  error {self.error}  "
-            f"tokens {self.tokens:,}{cost}"
+            f"resolved {self.resolved}  unresolved {self.unresolved}  error {self.error}  tokens {self.tokens:,}{cost}"
         )
 
 
@@ -102,8 +101,7 @@ def render_markdown(rows: list[dict[str, Any]], model: str) -> str:
         "# Batch report",
         "",
         f"- model: `{model}`",
-        f"- tasks: {t.total} (resolved {t.resolved}, unresolved {t.unresolved}, error {t.error}); "
-        f"resolved rate {rate}",
+        f"- tasks: {t.total} (resolved {t.resolved}, unresolved {t.unresolved}, error {t.error}); resolved rate {rate}",
         f"- tokens: {t.tokens:,}; cost: {cost}; task time summed: {t.duration:.1f}s",
         "",
         "| instance_id | status | iterations | tokens | tests passed/failed | duration (s) | note |",

@@ -107,11 +107,7 @@ class BatchStore:
 
     def finished(self, *, include_errors: bool = True) -> set[str]:
         """instance_ids that a rerun skips (errors too, unless ``include_errors`` is False)."""
-        return {
-            str(row["instance_id"])
-            for row in self.results()
-            if include_errors or row.get("status") != "error"
-        }
+        return {str(row["instance_id"]) for row in self.results() if include_errors or row.get("status") != "error"}
 
     def forget(self, instance_ids: set[str]) -> None:
         """Drop the rows of ``instance_ids`` from both files, so a redone task is not listed twice."""

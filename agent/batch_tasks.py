@@ -163,8 +163,7 @@ def read_tasks(path: Path) -> list[BatchTask]:
             continue
         if task.instance_id in seen:
             problems.append(
-                f"{path}:{number}: duplicate instance_id {task.instance_id!r} (first on line "
-                f"{seen[task.instance_id]})"
+                f"{path}:{number}: duplicate instance_id {task.instance_id!r} (first on line {seen[task.instance_id]})"
             )
             continue
         seen[task.instance_id] = number
@@ -172,9 +171,7 @@ def read_tasks(path: Path) -> list[BatchTask]:
     if problems:
         more = f"\n... and {len(problems) - _MAX_REPORTED} more" if len(problems) > _MAX_REPORTED else ""
         raise BatchInputError(
-            f"{len(problems)} bad line(s) in {path}, nothing was run:\n"
-            + "\n".join(problems[:_MAX_REPORTED])
-            + more
+            f"{len(problems)} bad line(s) in {path}, nothing was run:\n" + "\n".join(problems[:_MAX_REPORTED]) + more
         )
     if not tasks:
         raise BatchInputError(f"{path} holds no tasks")

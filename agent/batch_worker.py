@@ -30,7 +30,7 @@ from agent.config import Settings
 from agent.task import RunResult, Task
 from tools.errors import FatalError
 
-__all__ = ["LOG_FILE", "OUTCOME_FILE", "CheckoutError", "checkout", "clean_run_dir", "main", "run_one"]
+__all__ = ["LOG_FILE", "OUTCOME_FILE", "CheckoutError", "checkout", "child_main", "clean_run_dir", "run_one"]
 
 OUTCOME_FILE = "outcome.json"
 LOG_FILE = "worker.log"
@@ -64,14 +64,10 @@ def _slug_source(slug: str, repos_dir: str | None, repo_url: str | None) -> str:
     if repo_url:
         return repo_url.format(repo=slug, owner=owner, name=name)
     where = f" (not found under {repos_dir})" if repos_dir else ""
-    raise CheckoutError(
-        f"repo {slug!r} is owner/name{where}: give --repos-dir with a local mirror or --repo-url"
-    )
+    raise CheckoutError(f"repo {slug!r} is owner/name{where}: give --repos-dir with a local mirror or --repo-url")
 
 
-def checkout(
-    task: BatchTask, run_dir: Path, *, repos_dir: str | None = None, repo_url: str | None = None
-) -> Path:
+def checkout(task: BatchTask, run_dir: Path, *, repos_dir: str | None = None, repo_url: str | None = None) -> Path:
     """The directory to repair: the user's path when no commit is asked for, else a fresh clone in run_dir."""
     if task.repo_kind == "path" and not task.base_commit:
         return Path(task.repo)
@@ -157,13 +153,15 @@ def _watch_parent(parent: int) -> None:
             os._exit(137)
 
 
-def main() -> int:
+def child_main(job: dict[str, Any], log_path: str) -> None:
+    """Entry of a forked task process: own process group, output to the log, watchdog on, outcome to a file."""
+    os.setsid()
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
-    job = json.loads(sys.stdin.read())
     outcome = run_one(job)
     _write_outcome(Path(job["run_dir"]), outcome)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.stdout.flush()
+    sys.stderr.flush()

@@ -47,9 +47,7 @@ _PANEL = "Batch"
 
 
 def batch(
-    tasks_file: Annotated[
-        Path, typer.Argument(help="JSONL tasks: SWE-bench instances or mendloop's own form.")
-    ],
+    tasks_file: Annotated[Path, typer.Argument(help="JSONL tasks: SWE-bench instances or mendloop's own form.")],
     out: Annotated[
         Path,
         typer.Option(
@@ -59,9 +57,7 @@ def batch(
             rich_help_panel=_PANEL,
         ),
     ],
-    workers: Annotated[
-        int, typer.Option("--workers", min=1, help="Tasks run at once.", rich_help_panel=_PANEL)
-    ] = 1,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Tasks run at once.", rich_help_panel=_PANEL)] = 1,
     executor: Annotated[
         str, typer.Option("--executor", help="local (a process per task) or ray.", rich_help_panel=_PANEL)
     ] = "local",
@@ -95,9 +91,7 @@ def batch(
     ] = False,
     retry_errors: Annotated[
         bool,
-        typer.Option(
-            "--retry-errors", help="Run tasks again whose result was error.", rich_help_panel=_PANEL
-        ),
+        typer.Option("--retry-errors", help="Run tasks again whose result was error.", rich_help_panel=_PANEL),
     ] = False,
     task_timeout: Annotated[
         float,
@@ -120,8 +114,7 @@ def batch(
         Path | None,
         typer.Option(
             "--repos-dir",
-            help="Local mirrors for SWE-bench owner/name "
-            "repos (DIR/owner__name, DIR/owner/name or DIR/name).",
+            help="Local mirrors for SWE-bench owner/name repos (DIR/owner__name, DIR/owner/name or DIR/name).",
             rich_help_panel=_PANEL,
         ),
     ] = None,
@@ -208,9 +201,7 @@ def batch(
     except KeyboardInterrupt:
         console.print("interrupted: finished tasks are saved; run the same command again to resume")
         raise typer.Exit(130) from None
-    console.print(
-        f"ran {summary.ran}, skipped {summary.skipped} finished; {summary.overall.line()}", highlight=False
-    )
+    console.print(f"ran {summary.ran}, skipped {summary.skipped} finished; {summary.overall.line()}", highlight=False)
 
 
 def main() -> None:
