@@ -87,7 +87,7 @@ class TestReport:
         if self.status == "no_tests":
             return "no tests ran"
         if self.status == "timeout":
-            return f"timed out after {self.duration:.0f}s" + (f" ({tally} before)" if tally else "")
+            return f"timed out after {int(self.duration)}s" + (f" ({tally} before)" if tally else "")
         if self.status == "crashed":
             crashed = f"test process crashed ({_describe_exit(self.exit_code)})"
             return crashed + (f"; {tally}" if tally else "")

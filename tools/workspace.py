@@ -251,8 +251,9 @@ def _copy_paths(repo: Path, dest: Path, paths: Iterable[str]) -> None:
 
 
 def _copy_tree(repo: Path, dest: Path) -> None:
-    def skip(_dir: str, names: list[str]) -> set[str]:
-        return {n for n in names if n in COPY_SKIP}
+    def skip(directory: str, names: list[str]) -> set[str]:
+        # The destination may live inside the source (a run directory under the project): never copy it.
+        return {n for n in names if n in COPY_SKIP or Path(directory, n) == dest}
 
     shutil.copytree(repo, dest, symlinks=True, ignore=skip, dirs_exist_ok=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -213,7 +214,7 @@ def test_timeout(tmp_path: Path) -> None:
     report = run_tests(project(tmp_path / "p", files), PYTEST, timeout=2)
     assert time.monotonic() - started < 15
     assert report.status == "timeout"
-    assert report.summary() == "timed out after 2s"
+    assert re.fullmatch(r"timed out after [234]s", report.summary())
     assert "timed out" in report.feedback()
 
 

@@ -271,3 +271,19 @@ def test_apply_patch_to_plain_directory_inside_another_repo(repo: Path, tmp_path
     write(inner, {"pkg/mod.py": "def f():\n    return 1\n"})
     apply_patch(inner, patch)
     assert (inner / "pkg/mod.py").read_text() == "patched\n"
+
+
+def test_destination_inside_a_plain_source_is_not_copied_into_itself(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write(src, {"a.py": "a\n"})
+    ws = Workspace.create(src, src / "runs" / "ws")
+    assert tree(ws.root) == {"a.py": "a\n"}
+
+
+def test_create_from_a_subdirectory_of_a_repo(tmp_path: Path) -> None:
+    mono = make_repo(tmp_path / "mono", {"pkg/a.py": "a\n", "other/b.py": "b\n", ".gitignore": "*.tmp\n"})
+    write(mono, {"pkg/new.py": "n\n", "pkg/x.tmp": "ignored\n"})
+    ws = Workspace.create(mono / "pkg", tmp_path / "ws")
+    assert tree(ws.root) == {"a.py": "a\n", "new.py": "n\n"}
+    head = Workspace.create(mono / "pkg", tmp_path / "ws-head", base_ref="HEAD")
+    assert tree(head.root) == {"a.py": "a\n"}
