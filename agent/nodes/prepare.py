@@ -1,0 +1,40 @@
+"""prepare: open the sandbox over the scratch workspace and run the baseline tests.
+
+Why the baseline matters: it tells later rounds which failures are the task's and which were already there, and a
+test command that cannot run at all is an infrastructure error found before any model call is spent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from agent.context import RunContext
+from agent.nodes.common import test_cmd
+from agent.repo_context import is_test_file, list_files
+from agent.state import RepairState
+from tools.errors import FatalError
+from tools.testing import run_tests
+
+
+def prepare(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    cmd = test_cmd(ctx, state)
+    ctx.progress(f"running the baseline tests: {cmd}")
+    report = run_tests(ctx.sandbox, cmd, timeout=ctx.settings.command_timeout * 5)
+    if report.status in ("crashed", "error") and report.exit_code in (126, 127):
+        first = report.output.strip().splitlines()[-1:] or [""]
+        raise FatalError(f"the test command `{cmd}` cannot run in the sandbox: {first[0]}")
+    ctx.progress(f"baseline: {report.summary()}")
+    protected = [f for f in list_files(ctx.workspace.root, limit=100_000) if f.endswith(".py") and is_test_file(f)]
+    return {
+        "test_cmd": cmd,
+        "workspace": str(ctx.workspace.root),
+        "base": ctx.workspace.base,
+        "baseline": report.to_dict(),
+        "last_report": report.to_dict(),
+        "protected": protected,
+        "iteration": 0,
+        "workspace_patch": "",
+    }

@@ -1,0 +1,102 @@
+"""reproduce: ask the model for a test that fails now for the reason the task describes, and keep it only then.
+
+Why before the fix: a failing test that the model itself wrote turns "I think it's fixed" into "the check passes";
+CWM's own pipeline kept a reproduction test only if it reproduced the issue on the unpatched code. Rejected tests go
+back to the model with the reason, a bounded number of times; a run without an accepted test goes on without one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from agent.budget import BudgetExceeded
+from agent.context import RunContext
+from agent.nodes.common import add_user, protection, system_message, test_cmd
+from agent.prompts import render
+from agent.repo_context import gather, is_test_file
+from agent.state import RepairState
+from tools.edits import CreateFile, Edit, WholeFile
+from tools.patching import apply_edit
+from tools.testgen import judge
+from tools.testing import run_tests
+
+NODE = "reproduce"
+
+
+def _repro_path(root: Path) -> str:
+    return "tests/test_mendloop_repro.py" if (root / "tests").is_dir() else "test_mendloop_repro.py"
+
+
+def _test_files(actions: list[Any]) -> tuple[list[Edit], list[str]]:
+    """The new test files in an answer; anything else is refused here (this is not the time to fix)."""
+    keep: list[Edit] = []
+    refused: list[str] = []
+    for action in actions:
+        if isinstance(action, CreateFile | WholeFile) and is_test_file(action.path):
+            keep.append(action)
+        else:
+            refused.append(f"Ignored {type(action).__name__}: only new test files are wanted at this step.")
+    return keep, refused
+
+
+def reproduce(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    if not ctx.settings.reproduce or state.get("stop_reason"):
+        return {}
+    root = ctx.workspace.root
+    path = _repro_path(root)
+    prompt = render(NODE, task=ctx.task.text, context=gather(root, ctx.task.text), repro_path=path)
+    messages = [system_message(ctx), {"role": "user", "content": prompt}]
+    notes: list[str] = []
+    guard = protection(ctx, state)
+    for attempt in range(1, ctx.settings.reproduce_attempts + 1):
+        ctx.progress(f"asking for a reproduction test (attempt {attempt})")
+        try:
+            completion = ctx.model.complete(messages, node=NODE, tools=ctx.dialect.tools())
+        except BudgetExceeded as exc:
+            return {"stop_reason": str(exc), "repro_notes": notes, "usage": ctx.usage.to_dict()}
+        parsed = ctx.dialect.parse(completion)
+        messages.append(ctx.dialect.assistant_message(completion))
+        edits, observations = _test_files(parsed.actions)
+        observations = [*parsed.problems, *observations]
+        written: list[str] = []
+        for edit in edits:
+            outcome = apply_edit(root, edit, protected=guard)
+            observations.append(outcome.message)
+            if outcome.ok:
+                written.extend(outcome.changed)
+        if written:
+            cmd = test_cmd(ctx, state)
+            first = run_tests(ctx.sandbox, cmd, tests=written, timeout=ctx.settings.command_timeout)
+            second = run_tests(ctx.sandbox, cmd, tests=written, timeout=ctx.settings.command_timeout)
+            verdict = judge(first, second, written)
+            notes.append(f"attempt {attempt}: {'kept' if verdict.accepted else 'rejected'}: {verdict.reason}")
+            if verdict.accepted:
+                ctx.progress(f"reproduction test kept: {verdict.reason}")
+                return {
+                    "repro_files": written,
+                    "repro_ids": verdict.failing,
+                    "repro_notes": notes,
+                    "workspace_patch": ctx.workspace.diff(),
+                    "usage": ctx.usage.to_dict(),
+                }
+            for rel in written:
+                (root / rel).unlink(missing_ok=True)
+            observations.append(f"The test was rejected: {verdict.reason}\n{first.feedback(2000)}")
+        else:
+            notes.append(f"attempt {attempt}: no test file in the answer")
+            observations.append(f"No new test file was created. Create `{path}` with a <tool: create> block.")
+        text = "\n".join(o for o in observations if o)
+        messages.extend(ctx.dialect.observation_messages(completion, text, remaining_turns=None, remaining_tokens=None))
+        messages = add_user(messages, "Write the reproduction test again, fixing what was wrong.")
+    ctx.progress("no reproduction test was kept; going on without one")
+    return {
+        "repro_notes": [*notes, "no reproduction test kept"],
+        "workspace_patch": ctx.workspace.diff(),
+        "usage": ctx.usage.to_dict(),
+        "repro_files": [],
+        "repro_ids": [],
+    }

@@ -1,0 +1,88 @@
+"""What of the repository the model is shown: a file list and the most relevant source files, within a budget.
+
+Why a ranking and not the whole tree: prompt processing dominates on CPU endpoints (tens of tokens per second), so the
+model sees the files the task and the failing tracebacks point at first, then the rest of the source while the
+budget lasts. The result is deterministic for a given tree and task so that it stays a stable prompt prefix.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+_SKIP_DIRS = {
+    ".git",
+    ".mendloop",
+    "__pycache__",
+    ".venv",
+    "venv",
+    "node_modules",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".hypothesis",
+    ".tox",
+    "build",
+    "dist",
+}
+_TEXT_SUFFIXES = {".py", ".pyi", ".toml", ".cfg", ".ini", ".txt", ".md", ".rst", ".json", ".yaml", ".yml"}
+
+
+def list_files(root: Path, limit: int = 400) -> list[str]:
+    """Relative paths of the repository's files, sorted, skipping caches and VCS folders."""
+    out: list[str] = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if any(part in _SKIP_DIRS or part.endswith(".egg-info") for part in rel.parts):
+            continue
+        if path.is_file():
+            out.append(rel.as_posix())
+            if len(out) >= limit:
+                break
+    return out
+
+
+def is_test_file(rel: str) -> bool:
+    """pytest's default discovery rules, plus conftest and anything under a tests folder."""
+    name = rel.rsplit("/", 1)[-1]
+    parts = rel.split("/")
+    return (
+        (name.startswith("test_")
+        and name.endswith(".py"))
+        or name.endswith("_test.py")
+        or name == "conftest.py"
+        or any(p in ("tests", "test", "testing") for p in parts[:-1])
+    )
+
+
+def _score(rel: str, mentioned: str) -> tuple[int, str]:
+    stem = rel.rsplit("/", 1)[-1].removesuffix(".py")
+    score = 0
+    if rel in mentioned:
+        score += 100
+    if len(stem) > 2 and re.search(rf"\b{re.escape(stem)}\b", mentioned):
+        score += 50
+    if rel.endswith(".py"):
+        score += 10
+    if is_test_file(rel):
+        score -= 5
+    return (-score, rel)
+
+
+def gather(root: Path, task_text: str, hints: str = "", budget_chars: int = 24_000) -> str:
+    """The repository section of a prompt: the file list, then whole files in order of relevance."""
+    files = list_files(root)
+    mentioned = f"{task_text}\n{hints}"
+    ranked = sorted((f for f in files if Path(f).suffix in _TEXT_SUFFIXES), key=lambda f: _score(f, mentioned))
+    parts = ["Files:", *(f"  {f}" for f in files), ""]
+    used = sum(len(p) + 1 for p in parts)
+    for rel in ranked:
+        try:
+            text = (root / rel).read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        block = f"--- {rel}\n{text}{'' if text.endswith(chr(10)) else chr(10)}--- end of {rel}\n"
+        if used + len(block) > budget_chars:
+            continue
+        parts.append(block)
+        used += len(block)
+    return "\n".join(parts).rstrip() + "\n"

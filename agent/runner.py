@@ -1,0 +1,126 @@
+"""solve(): one repair, from a task to a run directory with a tested patch - the call every front door makes.
+
+Why the runner owns the run directory: it is the unit of resumption. ``run.json`` holds the task and the public
+settings, ``checkpoints.sqlite`` holds the graph state after every finished node, ``workspace/`` the scratch tree.
+``--resume`` rebuilds the live resources, restores the workspace to the last checkpoint's patch, and continues
+without repeating a finished node.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from agent.budget import Usage
+from agent.config import Settings
+from agent.context import Progress, RunContext
+from agent.graph import build_graph
+from agent.report import render_report
+from agent.state import RepairState
+from agent.task import RunResult, Task
+from tools.errors import FatalError
+from tools.testing import TestReport
+from tools.workspace import Workspace, apply_patch, validate_repo
+
+RUN_FILE = "run.json"
+CHECKPOINTS = "checkpoints.sqlite"
+THREAD = {"configurable": {"thread_id": "repair"}, "recursion_limit": 10_000}
+
+
+def load_run(run_dir: Path) -> tuple[Task, dict[str, Any]]:
+    """The task and public settings a run was started with (for ``--resume``)."""
+    path = run_dir / RUN_FILE
+    if not path.is_file():
+        raise FatalError(f"{run_dir} is not a mendloop run directory (no {RUN_FILE})")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return Task.from_dict(data["task"]), data["settings"]
+
+
+def _check_task(task: Task, settings: Settings) -> None:
+    validate_repo(task.repo)
+    if not task.text.strip():
+        raise FatalError("the task is empty: say what is wrong with --task TEXT or --issue-file FILE")
+    if not settings.base_url:
+        raise FatalError(
+            "no model endpoint configured: pass --base-url URL or set MENDLOOP_BASE_URL "
+            "(or run `mendloop serve-local` for a local model)"
+        )
+
+
+def _result(state: RepairState, run_dir: Path, usage: Usage, duration: float) -> RunResult:
+    report = TestReport.from_dict(state["last_report"]) if state.get("last_report") else None
+    return RunResult(
+        status="resolved" if state.get("status") == "resolved" else "unresolved",
+        patch=state.get("final_patch", ""),
+        run_dir=run_dir,
+        reason=state.get("reason", ""),
+        iterations=state.get("iteration", 0),
+        model_calls=usage.calls,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cost=usage.cost,
+        tests_passed=len(report.passed) if report else 0,
+        tests_failed=len(report.failed) if report else 0,
+        duration=duration,
+        still_failing=report.failed if report else [],
+    )
+
+
+def solve(
+    task: Task, settings: Settings, run_dir: Path, *, resume: bool = False, progress: Progress | None = None
+) -> RunResult:
+    """Run (or resume) one repair; infrastructure failures raise ``FatalError``, the user's repo is never touched."""
+    started = time.monotonic()
+    run_dir = run_dir.resolve()
+    _check_task(task, settings)
+    checkpoints = run_dir / CHECKPOINTS
+    if resume:
+        if not checkpoints.is_file():
+            raise FatalError(f"nothing to resume in {run_dir}: no checkpoint was written")
+        workspace = Workspace.open(run_dir / "workspace")
+    else:
+        if checkpoints.exists():
+            raise FatalError(f"{run_dir} already holds a run: pass --resume {run_dir}, or choose another --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / RUN_FILE).write_text(
+            json.dumps({"task": task.to_dict(), "settings": settings.public_dict()}, indent=2), encoding="utf-8"
+        )
+        workspace = Workspace.create(task.repo, run_dir / "workspace")
+    conn = sqlite3.connect(str(checkpoints), check_same_thread=False)
+    try:
+        app = build_graph().compile(checkpointer=SqliteSaver(conn))
+        values: dict[str, Any] = dict(app.get_state(THREAD).values) if resume else {}
+        usage = Usage.from_dict(values["usage"]) if values.get("usage") else Usage()
+        ctx = RunContext(
+            settings=settings,
+            task=task,
+            run_dir=run_dir,
+            workspace=workspace,
+            usage=usage,
+            started_at=time.time(),
+            progress=progress or (lambda _m: None),
+        )
+        try:
+            if resume:
+                workspace.reset()
+                if values.get("workspace_patch", "").strip():
+                    apply_patch(workspace.root, values["workspace_patch"])
+                if app.get_state(THREAD).next:
+                    app.invoke(None, THREAD, context=ctx)
+            else:
+                app.invoke({"task": task.to_dict()}, THREAD, context=ctx)
+        finally:
+            ctx.close()
+        state: RepairState = app.get_state(THREAD).values  # type: ignore[assignment]
+    finally:
+        conn.close()
+    duration = time.monotonic() - started
+    (run_dir / "report.md").write_text(render_report(task, state, usage, duration, settings.model), encoding="utf-8")
+    if not (run_dir / "trajectory.jsonl").exists():
+        (run_dir / "trajectory.jsonl").touch()
+    return _result(state, run_dir, usage, duration)
