@@ -30,7 +30,7 @@ def test_workspace_is_mounted_read_write_at_workspace(open_sandbox: OpenSandbox,
 def test_host_python_and_pytest_run_inside(open_sandbox: OpenSandbox, workspace: Path):
     (workspace / "test_ok.py").write_text("def test_ok():\n    assert 1 + 1 == 2\n")
     box = open_sandbox("bwrap")
-    res = box.run("python -m pytest -q -p no:cacheprovider test_ok.py")
+    res = box.run("python -m pytest -q -p no:cacheprovider test_ok.py", env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert res.ok and "1 passed" in res.output, res.output
     version = box.run(["python", "-c", "import sys; print(sys.version)"]).output
     assert version.strip() == sys.version
