@@ -230,7 +230,8 @@ def _is_work_tree(path: Path) -> bool:
 def _git_files(repo: Path) -> list[str]:
     """Tracked and untracked-but-not-ignored files of the working tree, relative to ``repo``."""
     out = proc.git("ls-files", "-co", "--exclude-standard", "-z", "--", ".", cwd=repo).stdout
-    return sorted({p for p in out.split("\0") if p})
+    # "dir/" is an untracked nested repository (an earlier run's workspace, say): not part of this tree.
+    return sorted({p for p in out.split("\0") if p and not p.endswith("/")})
 
 
 def _copy_paths(repo: Path, dest: Path, paths: Iterable[str]) -> None:

@@ -67,6 +67,10 @@ def test_create_copies_working_tree_and_diff_holds_only_agent_changes(repo: Path
     write(repo, {"build/out.txt": "generated\n"})
     (repo / "README.md").unlink()
     os.symlink("pkg/mod.py", repo / "link.py")
+    nested = repo / "runs" / "old" / "workspace"  # an untracked nested repo, e.g. an earlier run's scratch
+    nested.mkdir(parents=True)
+    git(nested, "init", "-q")
+    write(nested, {"stale.py": "x\n"})
     user_status = git(repo, "status", "--porcelain")
 
     ws = Workspace.create(repo, tmp_path / "ws")
