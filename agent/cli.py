@@ -7,6 +7,7 @@ resumable run behind. Tests call ``main([...])`` or run ``python -m agent.cli`` 
 
 from __future__ import annotations
 
+import importlib
 import re
 import signal
 import sys
@@ -220,7 +221,6 @@ def trace_command(
 ) -> int:
     """Print the execution trace of one test, in a readable form or in CWM's own format."""
     from sandboxes.select import open_sandbox
-
     from tools.tracing import render_cwm, render_readable, trace_test
     from tools.workspace import Workspace
 
@@ -276,7 +276,7 @@ def _register_optional() -> None:
 
     app.command("batch")(cli_batch.batch)
     try:
-        from agent import cli_fix
+        cli_fix = importlib.import_module("agent.cli_fix")
     except ImportError:
         return
     app.command("fix")(cli_fix.fix)

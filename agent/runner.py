@@ -12,8 +12,9 @@ import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agent.budget import Usage
@@ -29,7 +30,7 @@ from tools.workspace import Workspace, apply_patch, validate_repo
 
 RUN_FILE = "run.json"
 CHECKPOINTS = "checkpoints.sqlite"
-THREAD = {"configurable": {"thread_id": "repair"}, "recursion_limit": 10_000}
+THREAD: RunnableConfig = {"configurable": {"thread_id": "repair"}, "recursion_limit": 10_000}
 
 
 def load_run(run_dir: Path) -> tuple[Task, dict[str, Any]]:
@@ -113,10 +114,10 @@ def solve(
                 if app.get_state(THREAD).next:
                     app.invoke(None, THREAD, context=ctx)
             else:
-                app.invoke({"task": task.to_dict()}, THREAD, context=ctx)
+                app.invoke(RepairState(task=task.to_dict()), THREAD, context=ctx)
         finally:
             ctx.close()
-        state: RepairState = app.get_state(THREAD).values  # type: ignore[assignment]
+        state = cast(RepairState, app.get_state(THREAD).values)
     finally:
         conn.close()
     duration = time.monotonic() - started
