@@ -32,6 +32,7 @@ __all__ = [
     "is_git_repo",
     "origin_url",
     "push",
+    "remote_branch_exists",
     "rev_parse",
 ]
 
@@ -96,6 +97,12 @@ def branch_exists(repo: Path, name: str) -> bool:
     return done.returncode == 0
 
 
+def remote_branch_exists(url: str, branch: str, cwd: Path, env: Mapping[str, str] | None = None) -> bool:
+    """Whether ``url`` already has ``branch``; ``False`` when the remote cannot be asked (the push will say why)."""
+    done = git("ls-remote", "--heads", url, f"refs/heads/{branch}", cwd=cwd, env=env, check=False, timeout=60)
+    return done.returncode == 0 and bool(done.stdout.strip())
+
+
 def ensure_clean(repo: Path, why: str) -> None:
     """Refuse to go on when tracked files have changes: a commit must hold only the fix."""
     done = git("status", "--porcelain", "--untracked-files=no", cwd=repo)
@@ -116,9 +123,7 @@ def clone_at(url: str, dest: Path, ref: str, env: Mapping[str, str] | None = Non
     dest.mkdir(parents=True, exist_ok=True)
     git("init", "--quiet", cwd=dest)
     git("remote", "add", "origin", url, cwd=dest)
-    shallow = git(
-        "fetch", "--quiet", "--depth", "1", "--no-tags", "origin", ref, cwd=dest, env=env, check=False
-    )
+    shallow = git("fetch", "--quiet", "--depth", "1", "--no-tags", "origin", ref, cwd=dest, env=env, check=False)
     if shallow.returncode == 0:
         commit_id = "FETCH_HEAD"
     else:

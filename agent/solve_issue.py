@@ -90,9 +90,7 @@ class Plan:
         if self.target is not None and self.branch is None:
             lines.append(f"apply the patch to {self.target}")
         if self.target is not None and self.branch is not None:
-            lines.append(
-                f"create branch {self.branch} at {self.base} in {self.target}, apply, commit (hooks run)"
-            )
+            lines.append(f"create branch {self.branch} at {self.base} in {self.target}, apply, commit (hooks run)")
         if self.open_pr:
             lines.append(f"push {self.branch} to {self.repo.slug} (or a fork if the token cannot push there)")
             kind = "draft pull request" if self.draft else "pull request"
@@ -131,7 +129,9 @@ def solve_issue(
     token = resolve_token(env, api_url)
     try:
         with GitHubClient(api_url, token) as client:
-            plan = _plan(request, client, api_url, console)
+            plan = _plan(request, client, api_url, env, console)
+            if plan.open_pr:
+                _check_remote_branch(plan, token)
             if request.dry_run:
                 console.print("[bold]Dry run[/bold] - would:")
                 for step in plan.steps():
@@ -148,7 +148,15 @@ def solve_issue(
 # --- deciding -----------------------------------------------------------------------------------------------
 
 
-def _plan(request: IssueRequest, client: GitHubClient, api_url: str, console: Console) -> Plan:
+def default_run_dir(instance_id: str, environ: Mapping[str, str]) -> Path:
+    """Where a run goes without ``--out``: the same place as ``mendloop solve`` runs (``MENDLOOP_RUNS_DIR``)."""
+    base = environ.get("MENDLOOP_RUNS_DIR") or Path.home() / ".local" / "state" / "mendloop" / "runs"
+    return Path(base) / f"{time.strftime('%Y%m%d-%H%M%S')}-{instance_id}"
+
+
+def _plan(
+    request: IssueRequest, client: GitHubClient, api_url: str, environ: Mapping[str, str], console: Console
+) -> Plan:
     local = _local_repo(request.repo)
     origin = gitops.origin_url(local) if local else None
     ref = parse_issue_ref(request.issue, origin, hosts=("github.com", web_host(api_url)))
@@ -159,9 +167,7 @@ def _plan(request: IssueRequest, client: GitHubClient, api_url: str, console: Co
     if issue.state != "open":
         console.print(f"[yellow]warning:[/yellow] {ref} is {issue.state}; solving it anyway")
     branch = request.branch or (f"mendloop/issue-{ref.number}" if request.open_pr else None)
-    run_dir = (
-        request.out or Path(".mendloop") / "runs" / f"{ref.instance_id}-{time.strftime('%Y%m%d-%H%M%S')}"
-    ).resolve()
+    run_dir = (request.out or default_run_dir(ref.instance_id, environ)).expanduser().resolve()
     base = request.base or repo.default_branch
     checkout = local if local is not None and request.base is None else run_dir / "checkout"
     wants_target = request.apply or branch is not None
@@ -209,6 +215,16 @@ def _check_local_target(local: Path, branch: str | None) -> None:
         raise FatalError(f"branch {branch!r} already exists in {local}: pass another --branch")
 
 
+def _check_remote_branch(plan: Plan, token: str | None) -> None:
+    """A re-run would push onto last run's branch and be refused after the whole repair: say so before it."""
+    assert plan.branch is not None
+    if plan.repo.can_push is False:
+        return  # the branch goes to a fork, which may not exist yet
+    env = gitops.auth_env(token, plan.clone_url)
+    if gitops.remote_branch_exists(plan.clone_url, plan.branch, plan.local or Path.cwd(), env):
+        raise FatalError(f"branch {plan.branch!r} already exists on {plan.repo.slug}: pass another --branch")
+
+
 def _pr_base(base: str | None, default_branch: str) -> str:
     """A pull request targets a branch: ``--base`` when it names one, else the default branch."""
     if base is None or _SHA_RE.match(base) or base == "HEAD" or base.startswith("refs/tags/"):
@@ -241,7 +257,7 @@ def _execute(
         instance_id=plan.ref.instance_id,
         title=plan.issue.title,
     )
-    outcome.result = _run_repair(task, settings, plan.run_dir, solver)
+    outcome.result = _run_repair(task, settings, plan.run_dir, solver or _default_solver(console))
     result = outcome.result
     if not result.resolved:
         outcome.notes.append(f"not resolved ({result.reason or result.status}); nothing applied")
@@ -264,12 +280,18 @@ def _execute(
     return outcome
 
 
-def _run_repair(task: Task, settings: Settings, run_dir: Path, solver: Solver | None) -> RunResult:
-    safe = settings.model_copy(update={"pass_env": [n for n in settings.pass_env if n not in TOKEN_ENVS]})
-    if solver is None:
-        from agent.runner import solve  # the graph is heavy: load it only when a repair really runs
+def _default_solver(console: Console) -> Solver:
+    """:func:`agent.runner.solve` with progress lines on the console; imported late (the graph is heavy)."""
+    from agent.runner import solve
 
-        solver = solve
+    def run(task: Task, settings: Settings, run_dir: Path) -> RunResult:
+        return solve(task, settings, run_dir, progress=lambda message: console.print(f"  {message}"))
+
+    return run
+
+
+def _run_repair(task: Task, settings: Settings, run_dir: Path, solver: Solver) -> RunResult:
+    safe = settings.model_copy(update={"pass_env": [n for n in settings.pass_env if n not in TOKEN_ENVS]})
     with _token_hidden():
         return solver(task, safe, run_dir)
 
@@ -285,9 +307,7 @@ def _token_hidden() -> Iterator[None]:
         os.environ.update(saved)
 
 
-def _publish(
-    plan: Plan, outcome: IssueOutcome, client: GitHubClient, token: str | None, console: Console
-) -> None:
+def _publish(plan: Plan, outcome: IssueOutcome, client: GitHubClient, token: str | None, console: Console) -> None:
     """Push the branch (to a fork when the token may not push upstream) and open the pull request."""
     assert plan.target is not None and plan.branch is not None
     head_owner, url = plan.repo.owner, plan.clone_url

@@ -76,8 +76,9 @@ class World:
         environ = {"GITHUB_TOKEN": token} if token else {}
         request = IssueRequest(issue=issue, github_api_url=self.fake.url, out=self.out, **options)  # type: ignore[arg-type]
         console = Console(file=self.console_text, width=300, force_terminal=False)
-        return solve_issue(request, Settings(pass_env=["GITHUB_TOKEN", "HOME"]), solver=self.repair, environ=environ,
-                           console=console)
+        return solve_issue(
+            request, Settings(pass_env=["GITHUB_TOKEN", "HOME"]), solver=self.repair, environ=environ, console=console
+        )
 
     def posts(self) -> list[str]:
         return [c.path for c in self.fake.calls if c.method == "POST"]
@@ -86,12 +87,20 @@ class World:
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setenv("GITHUB_TOKEN", TOKEN)  # the repair must not see it, even in os.environ
+    no_gh = tmp_path / "bin"  # a logged-in `gh` on the developer's machine must not lend its token to the tests
+    no_gh.mkdir()
+    (no_gh / "gh").write_text("#!/bin/sh\nexit 1\n")
+    (no_gh / "gh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{no_gh}{os.pathsep}{os.environ['PATH']}")
     upstream = init_bare_repo(tmp_path / "remotes" / "acme" / "widgets.git", PROJECT)
     with FakeGitHub(tmp_path / "gh", token=TOKEN) as fake:
         fake.add_repo("acme", "widgets", upstream)
         fake.add_repo("acme", "secret", upstream, private=True)
         fake.add_issue(
-            "acme/widgets", 7, "add() subtracts", "add(2, 3) returns -1.\n\n# Expected\n5",
+            "acme/widgets",
+            7,
+            "add() subtracts",
+            "add(2, 3) returns -1.\n\n# Expected\n5",
             comments=[("maintainer", "Confirmed, see src/calc.py")],
         )
         fake.add_issue("acme/widgets", 8, "Fixed already", "old", state="closed")
@@ -274,6 +283,13 @@ def test_dirty_clone_or_taken_branch_is_refused_before_the_repair(world: World) 
     assert world.repair.tasks == [] and not world.out.exists() and world.posts() == []
 
 
+def test_branch_taken_on_the_remote_is_refused_before_the_repair(world: World) -> None:
+    run_git("branch", "mendloop/issue-7", "main", cwd=world.upstream)
+    with pytest.raises(FatalError, match="branch 'mendloop/issue-7' already exists on acme/widgets"):
+        world.run(open_pr=True)
+    assert world.repair.tasks == [] and not world.out.exists() and world.posts() == []
+
+
 def test_closed_issue_warns_and_continues(world: World) -> None:
     outcome = world.run("acme/widgets#8")
     assert "warning: acme/widgets#8 is closed; solving it anyway" in world.console_text.getvalue()
@@ -299,6 +315,7 @@ def test_the_token_is_in_no_file_the_run_wrote(world: World) -> None:
 # --- the real CLI, the real runner, the scripted model ----------------------------------------------------------
 
 
+@pytest.mark.slow  # the real runner runs pytest three times in the local sandbox: tens of seconds on a busy machine
 def test_cli_solves_an_issue_end_to_end(world: World) -> None:
     from agent.fake_server import ScriptedServer
 
