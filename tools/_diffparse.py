@@ -123,6 +123,14 @@ def _more_body_ahead(lines: list[str], i: int) -> bool:
     return False
 
 
+def _unprefixed_run(lines: list[str], i: int) -> list[str]:
+    run: list[str] = []
+    while i < len(lines) and lines[i] and lines[i][0] not in " +-\\" and not _is_boundary(lines, i):
+        run.append(lines[i])
+        i += 1
+    return run
+
+
 def _read_hunk(lines: list[str], i: int, header: str) -> tuple[Hunk, int]:
     m = _HUNK_HEADER.match(header)
     old_count = new_count = None
@@ -141,7 +149,16 @@ def _read_hunk(lines: list[str], i: int, header: str) -> tuple[Hunk, int]:
             and seen_new >= new_count
         )
         if line == "" or line[0] not in " +-\\":
-            if done or (line != "" and not _more_body_ahead(lines, i)):
+            if done:
+                break
+            if line != "" and not _more_body_ahead(lines, i):
+                # Trailing lines without prefix: prose, unless the header counts say they are the hunk's
+                # last added lines (the model forgot their "+").
+                tail = _unprefixed_run(lines, i)
+                if (seen_old, seen_new + len(tail)) != (old_count, new_count):
+                    break
+                hunk.lines += [HunkLine("+", x, x) for x in tail]
+                i += len(tail)
                 break
             hunk.lines.append(HunkLine(" " if line == "" else "?", line, line))
             seen_old, seen_new = seen_old + 1, seen_new + 1

@@ -168,7 +168,8 @@ def _search_replace(root: Path, edit: SearchReplace, protected: Protected | None
         new_lines, new_len = splice(lines, found)
         start, how = found.pos, found.rung
     else:
-        frag = _fragment(lines, search[0], replace[0]) if len(search) == 1 and len(replace) <= 1 else None
+        one_line = len(search) == 1 and len(replace) <= 1
+        frag = _fragment(lines, search[0], replace[0] if replace else "") if one_line else None
         if isinstance(frag, list):
             where = ", ".join(str(p + 1) for p in frag)
             return EditOutcome(
@@ -315,6 +316,11 @@ def apply_edit(root: Path, edit: Edit, *, protected: Protected | None = None) ->
         return EditOutcome(False, str(exc))
     except OSError as exc:
         return EditOutcome(False, f"The edit could not be written: {exc.strerror or exc} ({exc.filename}).")
+    except Exception as exc:  # a patcher bug must not end the repair loop; it is visible in the trajectory
+        return EditOutcome(
+            False,
+            f"Internal error in the patcher ({type(exc).__name__}: {exc}); files written before it are kept.",
+        )
 
 
 def apply_edits(

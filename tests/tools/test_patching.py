@@ -6,6 +6,7 @@ import difflib
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -270,3 +271,68 @@ def test_environment_has_no_umask_surprises(tmp_path: Path) -> None:
     """A created file is an ordinary readable file (the sandbox copies it back)."""
     assert apply_edit(tmp_path, CreateFile("n.txt", "x")).ok
     assert os.access(tmp_path / "n.txt", os.R_OK)
+
+
+DIFFISH = st.lists(
+    st.sampled_from(
+        [
+            "--- a/f.txt",
+            "+++ b/f.txt",
+            "--- /dev/null",
+            "+++ /dev/null",
+            "@@ -1,2 +1,2 @@",
+            "@@ @@",
+            "@@ -0,0 +1 @@",
+            " a",
+            "-a",
+            "+a",
+            " b",
+            "-b",
+            "+b",
+            "",
+            "b",
+            "\\ No newline at end of file",
+            "```diff",
+            "```",
+            "diff --git a/f.txt b/f.txt",
+            "Binary files a/f.txt and b/f.txt differ",
+            "rename to g.txt",
+            "\tx",
+        ]
+    ),
+    max_size=14,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(DIFFISH, st.sampled_from(["", "a\nb\n", "a\nb", "b\na\nb\n"]))
+def test_arbitrary_diffish_text_gives_an_outcome_not_a_crash(lines: list[str], start: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "f.txt").write_text(start)
+        outcome = apply_edit(Path(tmp), UnifiedDiff("\n".join(lines)))
+        assert outcome.message
+        assert "Internal error" not in outcome.message, outcome.message
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.text("ab \n\t", max_size=12), st.text("ab \n\t", max_size=12), st.sampled_from(["a\nb\n", " a\n\tb"])
+)
+def test_arbitrary_search_replace_gives_an_outcome_not_a_crash(search: str, replace: str, start: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "f.txt").write_text(start)
+        outcome = apply_edit(Path(tmp), SearchReplace("f.txt", search, replace))
+        assert "Internal error" not in outcome.message, outcome.message
+
+
+def test_failing_hunk_on_a_big_file_answers_quickly(tmp_path: Path) -> None:
+    """The "closest lines" search once took half a minute on 10,000 similar lines; keep it quick."""
+    (tmp_path / "big.py").write_text("".join(f"    value_{i} = compute({i})\n" for i in range(10000)))
+    body = "".join(
+        f"     value_{5000 + g * 3} = compute({5000 + g * 3})\n-    nope_{g}\n+    yes_{g}\n"
+        for g in range(4)
+    )
+    started = time.monotonic()
+    outcome = apply_edit(tmp_path, UnifiedDiff("--- a/big.py\n+++ b/big.py\n@@ -5000,7 +5000,7 @@\n" + body))
+    assert time.monotonic() - started < 10
+    assert not outcome.ok and "5001\t    value_5000 = compute(5000)" in outcome.message

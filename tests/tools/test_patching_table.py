@@ -258,6 +258,27 @@ CASES: list[Case] = [
         {"calc.py": b(src_with("return a - b", "return b - a"))},
     ),
     Case(
+        "missing_plus_on_last_added_line_counts_agree",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(diff("calc.py", "@@ -1,1 +1,3 @@\n import os\n+import re\nimport sys\n")),
+        {"calc.py": b(src_with("import os\n", "import os\nimport re\nimport sys\n"))},
+    ),
+    Case(
+        "unfenced_prose_after_hunk_with_too_large_count",
+        {"calc.py": b(SRC)},
+        UnifiedDiff(
+            diff("calc.py", "@@ -8,7 +8,9 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n")
+            + "This swaps the operands.\n"
+        ),
+        {"calc.py": b(src_with("return a - b", "return b - a"))},
+    ),
+    Case(
+        "search_fragment_deleted",
+        {"calc.py": b(SRC)},
+        SearchReplace("calc.py", " + b", ""),
+        {"calc.py": b(src_with("return a + b", "return a"))},
+    ),
+    Case(
         "hunk_count_too_large",
         {"calc.py": b(SRC)},
         UnifiedDiff(
