@@ -51,6 +51,7 @@ _EXCLUDED_DIRS = {".mendloop", ".venv", "venv", ".tox", ".nox", ".git", "site-pa
 KEEP_FIRST_ITERATIONS = 3
 KEEP_LAST_ITERATIONS = 1
 MIN_SKIPPED_ITERATIONS = 2
+STARTED = time.monotonic()
 HEAD_EVENTS = 20000  # events kept from the start of one invocation before only its tail is kept
 
 
@@ -161,6 +162,7 @@ class Recorder:
         self.head_events = head_events
         self.prefixes = sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
         self.kinds = {}
+        self.harness = {}
         self.active = {}  # id(frame) -> (frame, scope): running project frames
         self.generators = {}  # id(frame) -> (frame, scope): generator frames seen (strong refs keep ids
         # unique)
@@ -195,20 +197,26 @@ class Recorder:
         if any(part in _EXCLUDED_DIRS for part in parts[:-1]):
             return 0
         base = parts[-1]
-        if (
-            path == self.test_file
-            or base == "conftest.py"
-            or base.startswith("test_")
-            or base.endswith("_test.py")
-        ):
+        if path == self.test_file or base == "conftest.py" or base.startswith("test_") or base.endswith("_test.py"):
             return 2
         return 1
+
+    def is_harness(self, filename):
+        known = self.harness.get(filename)
+        if known is None:
+            parts = filename.replace("\\", "/").split("/")
+            known = self.harness[filename] = "_pytest" in parts or "pluggy" in parts
+        return known
 
     def is_top_level(self, frame):
         """A project call is top level when the nearest project-or-test frame above it is test code (or
         none)."""
         caller = frame.f_back
         while caller is not None:
+            if caller.f_code is trace_call.__code__:
+                return True
+            if self.is_harness(caller.f_code.co_filename):
+                return False  # pytest itself calling in (e.g. __repr__ for an assertion message)
             kind = self.kind(caller.f_code.co_filename)
             if kind == 2:
                 return True
@@ -219,7 +227,8 @@ class Recorder:
 
     # -- settrace callbacks ----------------------------------------------------------------------------------
     def start(self):
-        self.deadline = time.monotonic() + self.max_seconds
+        # counted from the tracer's own start: pytest's start-up eats into the same time limit
+        self.deadline = STARTED + self.max_seconds
         self.previous = sys.gettrace()
         sys.settrace(self.on_call)
 
@@ -261,7 +270,7 @@ class Recorder:
         if self.lines > self.max_events:
             self.stopped = f"stopped after {self.max_events} traced lines (a likely endless loop)"
         elif self.lines % 512 == 0 and time.monotonic() > self.deadline:
-            self.stopped = f"stopped after {self.max_seconds:.0f} s of tracing (a likely endless loop)"
+            self.stopped = f"stopped {self.max_seconds:.0f} s after the tracer started (a likely endless loop)"
         if self.stopped:
             scope.stopped = self.stopped
             raise TracingLimit(self.stopped)
@@ -443,9 +452,7 @@ def build_trace(scope, reason, root, max_frames, outcome=None):
             indent = linecache.getline(filename, line)
             indent = indent[: len(indent) - len(indent.lstrip())] or "    "
             source_line = indent.rstrip("\n") + "# " + event.text.strip()
-            frames.append(
-                {"event": "skip", "line": line, "source_line": source_line, "locals": None, "value": None}
-            )
+            frames.append({"event": "skip", "line": line, "source_line": source_line, "locals": None, "value": None})
             continue
         if event.kind == "call" and not seen_call:
             line = def_line
@@ -561,7 +568,7 @@ def main(argv=None):
     parser.add_argument("--max-frames", type=int, default=200)
     parser.add_argument("--max-repr", type=int, default=200)
     parser.add_argument("--max-events", type=int, default=2000000)
-    parser.add_argument("--max-seconds", type=float, default=30.0)
+    parser.add_argument("--max-seconds", type=float, default=30.0, help="stop tracing this long after start")
     options = parser.parse_args(argv)
     out = os.path.abspath(options.out)
     if os.path.exists(out):

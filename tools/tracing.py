@@ -110,21 +110,23 @@ def trace_test(
     max_repr: int = 200,
     timeout: float | None = None,
     python: str = "python",
+    env: Mapping[str, str] | None = None,
 ) -> Trace | None:
     """Trace the function behind the failing pytest ``test_id`` inside ``sandbox``.
 
     Returns None - never raises - when nothing could be traced (a collection error, a crash, a timeout, no
     project
     code on the failing path): a missing trace is an observation, not an infrastructure failure. Errors of the
-    sandbox itself (``SandboxError``) still propagate.
+    sandbox itself (``SandboxError``) still propagate. ``env`` goes to the command (e.g.
+    ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1`` where heavy unrelated pytest plugins are installed).
     """
     sandbox.put({TRACER_PATH: _TRACER.read_bytes(), ".mendloop/.gitignore": b"*\n"})
     cmd = [python, TRACER_PATH, "--test", test_id, "--out", TRACE_OUT]
     cmd += ["--max-frames", str(max_frames), "--max-repr", str(max_repr)]
     if timeout is not None:
         # the tracer stops an endless loop itself, early enough to still write what it saw
-        cmd += ["--max-seconds", f"{max(1.0, timeout * 0.6):.1f}"]
-    sandbox.run(cmd, timeout=timeout)
+        cmd += ["--max-seconds", f"{max(1.0, timeout * 0.75):.1f}"]
+    sandbox.run(cmd, timeout=timeout, env=env)
     try:
         raw = sandbox.get(TRACE_OUT)
     except (OSError, KeyError):
@@ -198,10 +200,7 @@ def _rediff(frames: Sequence[Frame], full: Sequence[dict[str, str] | None]) -> l
             out.append(Frame(frame.event, frame.line, frame.source_line, dict(current), frame.value))
             previous = current
         elif frame.event == "line" and current is not None:
-            shown = {
-                k: (UNCHANGED if previous is not None and previous.get(k) == v else v)
-                for k, v in current.items()
-            }
+            shown = {k: (UNCHANGED if previous is not None and previous.get(k) == v else v) for k, v in current.items()}
             out.append(Frame(frame.event, frame.line, frame.source_line, shown, frame.value))
             previous = current
         else:
@@ -260,9 +259,7 @@ def _cwm_frames(trace: Trace, frames: Sequence[Frame]) -> str:
             parts.append(f"{token}{_locals_json(frame.locals)}{ACTION_SEP}{source}\n{FRAME_SEP}")
         else:
             token = _EVENT_TOKENS[frame.event]
-            parts.append(
-                f"{token}{ACTION_SEP}{source}\n{ARG_SEP}{json.dumps(frame.value or 'None')}{FRAME_SEP}"
-            )
+            parts.append(f"{token}{ACTION_SEP}{source}\n{ARG_SEP}{json.dumps(frame.value or 'None')}{FRAME_SEP}")
     return "".join(parts)
 
 

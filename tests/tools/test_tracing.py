@@ -1,0 +1,455 @@
+"""Real traces of real failing pytest tests, run through LocalSandbox: golden frames, CWM text, and the grammar."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sandboxes.base import SandboxSpec
+from sandboxes.local import LocalSandbox
+from tests.tools import cwm_trace_grammar as grammar
+from tools import _tracer
+from tools.tracing import (
+    Frame,
+    Trace,
+    estimate_tokens,
+    render_cwm,
+    render_prompt_context,
+    render_readable,
+    trace_from_json,
+    trace_test,
+)
+
+PROG = """\
+def total(xs):
+    s = 0
+    for x in xs:
+        s += x
+    return s - 1
+
+
+def fact(n):
+    if n <= 1:
+        return 1
+    return n * fact(n - 2)
+
+
+def safe_div(a, b):
+    try:
+        return a / b
+    except ZeroDivisionError:
+        result = 0
+    return result + 1
+
+
+def parse(text):
+    parts = text.split(",")
+    return int(parts[1])
+
+
+def evens(n):
+    i = 0
+    while i < n:
+        yield i
+        i += 3
+
+
+class Counter:
+    def __init__(self, start):
+        self.value = start
+
+    def __repr__(self):
+        return f"Counter({self.value})"
+
+    def bump(self, by):
+        self.value += by + 1
+        return self.value
+
+
+def make_adder(n):
+    def add(x):
+        return x + n + 1
+
+    return add
+
+
+class Bad:
+    def __repr__(self):
+        raise RuntimeError("no repr")
+
+
+def shout(text, bad):
+    loud = text.upper()
+    return len(loud) + 1
+
+
+def spin():
+    n = 0
+    while True:
+        n += 1
+"""
+
+TESTS = """\
+from prog import Bad, Counter, evens, fact, make_adder, parse, safe_div, shout, spin, total
+
+
+def test_total():
+    assert total([1, 2]) == 3
+
+
+def test_fact():
+    assert fact(4) == 24
+
+
+def test_safe_div():
+    assert safe_div(1, 0) == 0
+
+
+def test_parse():
+    assert parse("7") == 7
+
+
+def test_evens():
+    assert list(evens(5)) == [0, 2, 4]
+
+
+def test_bump():
+    counter = Counter(1)
+    assert counter.bump(1) == 2
+
+
+def test_adder():
+    assert make_adder(2)(3) == 5
+
+
+def test_long_loop():
+    assert total(range(1000)) == 499500
+
+
+def test_six():
+    assert total([1, 2, 3, 4, 5, 6]) == 21
+
+
+def test_shout():
+    assert shout("x" * 500, Bad()) == 500
+
+
+def test_spin():
+    spin()
+
+
+def test_no_project_code():
+    numbers = [1, 2]
+    assert sum(numbers) == 4
+"""
+
+
+# the host has heavy pytest plugins installed (langsmith's, via langgraph); the tiny golden project needs none
+NO_PLUGINS = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> LocalSandbox:
+    root = tmp_path_factory.mktemp("golden")
+    (root / "prog.py").write_text(PROG)
+    (root / "tests").mkdir()
+    (root / "tests" / "test_prog.py").write_text(TESTS)
+    (root / "tests" / "test_broken.py").write_text("def test_x(:\n    pass\n")
+    box = LocalSandbox(root, SandboxSpec(kind="local"))
+    yield box
+    box.close()
+
+
+def traced(sandbox: LocalSandbox, name: str, **kwargs: float) -> Trace:
+    trace = trace_test(sandbox, f"tests/test_prog.py::{name}", env=NO_PLUGINS, **kwargs)  # type: ignore[arg-type]
+    assert trace is not None
+    for text in (render_cwm(trace), render_cwm(trace, end_of_text=True), render_cwm(trace, budget_tokens=60)):
+        grammar.parse(text)  # every rendered trace obeys CWM's grammar
+    return trace
+
+
+def rows(trace: Trace) -> list[tuple[str, int, dict[str, str] | None, str | None]]:
+    return [(f.event, f.line, f.locals, f.value) for f in trace.frames]
+
+
+def test_loop_golden_frames_and_exact_cwm_text(sandbox: LocalSandbox) -> None:
+    trace = traced(sandbox, "test_total")
+    assert (trace.function, trace.file, trace.first_line, trace.truncated) == ("total", "prog.py", 1, False)
+    assert trace.source.startswith("def total(xs):\n")
+    assert rows(trace) == [
+        ("call", 1, {"xs": "[1, 2]"}, None),
+        ("line", 2, {"xs": ".."}, None),
+        ("line", 3, {"xs": "..", "s": "0"}, None),
+        ("line", 4, {"xs": "..", "s": "..", "x": "1"}, None),
+        ("line", 3, {"xs": "..", "s": "1", "x": ".."}, None),
+        ("line", 4, {"xs": "..", "s": "..", "x": "2"}, None),
+        ("line", 3, {"xs": "..", "s": "3", "x": ".."}, None),
+        ("line", 5, {"xs": "..", "s": "..", "x": ".."}, None),
+        ("return", 5, None, "2"),
+    ]
+    assert render_cwm(trace) == (
+        '<|call_sep|>{"xs": "[1, 2]"}<|action_sep|>def total(xs):  # << START_OF_TRACE\n<|frame_sep|>'
+        '<|line_sep|>{"xs": ".."}<|action_sep|>    s = 0\n<|frame_sep|>'
+        '<|line_sep|>{"xs": "..", "s": "0"}<|action_sep|>    for x in xs:\n<|frame_sep|>'
+        '<|line_sep|>{"xs": "..", "s": "..", "x": "1"}<|action_sep|>        s += x\n<|frame_sep|>'
+        '<|line_sep|>{"xs": "..", "s": "1", "x": ".."}<|action_sep|>    for x in xs:\n<|frame_sep|>'
+        '<|line_sep|>{"xs": "..", "s": "..", "x": "2"}<|action_sep|>        s += x\n<|frame_sep|>'
+        '<|line_sep|>{"xs": "..", "s": "3", "x": ".."}<|action_sep|>    for x in xs:\n<|frame_sep|>'
+        '<|line_sep|>{"xs": "..", "s": "..", "x": ".."}<|action_sep|>    return s - 1\n<|frame_sep|>'
+        '<|return_sep|><|action_sep|>    return s - 1\n<|arg_sep|>"2"<|frame_sep|>'
+    )
+    assert render_prompt_context(trace).startswith(
+        "<|trace_context_start|>def total(xs):  # << START_OF_TRACE\n    s = 0\n"
+    )
+    assert render_prompt_context(trace).endswith("    return s - 1\n<|frame_sep|>")
+    readable = render_readable(trace).splitlines()
+    assert readable[1:4] == ["L1 call  xs=[1, 2]", "L2 line", "L3 line  s=0"]
+    assert readable[-1] == "L5 return 2"
+
+
+def test_uncaught_exception_is_the_deepest_project_frame_then_return_none(sandbox: LocalSandbox) -> None:
+    trace = traced(sandbox, "test_parse")
+    assert trace.function == "parse"
+    assert rows(trace) == [
+        ("call", 22, {"text": "'7'"}, None),
+        ("line", 23, {"text": ".."}, None),
+        ("line", 24, {"text": "..", "parts": "['7']"}, None),
+        ("exception", 24, None, "IndexError('list index out of range')"),
+        ("return", 24, None, "None"),
+    ]
+    assert "raised IndexError('list index out of range') at line 24" in trace.summary
+    assert render_cwm(trace) == (
+        '<|call_sep|>{"text": "\'7\'"}<|action_sep|>def parse(text):  # << START_OF_TRACE\n<|frame_sep|>'
+        '<|line_sep|>{"text": ".."}<|action_sep|>    parts = text.split(",")\n<|frame_sep|>'
+        '<|line_sep|>{"text": "..", "parts": "[\'7\']"}<|action_sep|>    return int(parts[1])\n<|frame_sep|>'
+        "<|exception_sep|><|action_sep|>    return int(parts[1])\n"
+        "<|arg_sep|>\"IndexError('list index out of range')\"<|frame_sep|>"
+        '<|return_sep|><|action_sep|>    return int(parts[1])\n<|arg_sep|>"None"<|frame_sep|>'
+    )
+
+
+def test_caught_exception_continues_in_the_handler(sandbox: LocalSandbox) -> None:
+    assert rows(traced(sandbox, "test_safe_div")) == [
+        ("call", 14, {"a": "1", "b": "0"}, None),
+        ("line", 15, {"a": "..", "b": ".."}, None),
+        ("line", 16, {"a": "..", "b": ".."}, None),
+        ("exception", 16, None, "ZeroDivisionError('division by zero')"),
+        ("line", 17, {"a": "..", "b": ".."}, None),
+        ("line", 18, {"a": "..", "b": ".."}, None),
+        ("line", 19, {"a": "..", "b": "..", "result": "0"}, None),
+        ("return", 19, None, "1"),
+    ]
+
+
+def test_recursion_traces_the_entry_call_with_recursive_calls_as_lines(sandbox: LocalSandbox) -> None:
+    trace = traced(sandbox, "test_fact")
+    assert rows(trace) == [
+        ("call", 8, {"n": "4"}, None),
+        ("line", 9, {"n": ".."}, None),
+        ("line", 11, {"n": ".."}, None),
+        ("return", 11, None, "8"),
+    ]
+
+
+def test_generator_yields_are_returns_and_resumes_are_calls(sandbox: LocalSandbox) -> None:
+    trace = traced(sandbox, "test_evens")
+    assert rows(trace) == [
+        ("call", 27, {"n": "5"}, None),
+        ("line", 28, {"n": ".."}, None),
+        ("line", 29, {"n": "..", "i": "0"}, None),
+        ("line", 30, {"n": "..", "i": ".."}, None),
+        ("return", 30, None, "0"),
+        ("call", 30, {"n": "5", "i": "0"}, None),
+        ("line", 31, {"n": "..", "i": ".."}, None),
+        ("line", 29, {"n": "..", "i": "3"}, None),
+        ("line", 30, {"n": "..", "i": ".."}, None),
+        ("return", 30, None, "3"),
+        ("call", 30, {"n": "5", "i": "3"}, None),
+        ("line", 31, {"n": "..", "i": ".."}, None),
+        ("line", 29, {"n": "..", "i": "6"}, None),
+        ("return", 29, None, "None"),
+    ]
+    # only the first call carries the START_OF_TRACE marker
+    assert render_cwm(trace).count("START_OF_TRACE") == 1
+
+
+def test_method_is_traced_not_the_repr_pytest_calls_for_its_message(sandbox: LocalSandbox) -> None:
+    trace = traced(sandbox, "test_bump")
+    assert trace.function == "Counter.bump"
+    assert rows(trace) == [
+        ("call", 41, {"self": "Counter(1)", "by": "1"}, None),
+        ("line", 42, {"self": "..", "by": ".."}, None),
+        ("line", 43, {"self": "Counter(3)", "by": ".."}, None),
+        ("return", 43, None, "3"),
+    ]
+
+
+def test_closure_shows_its_free_variable(sandbox: LocalSandbox) -> None:
+    trace = traced(sandbox, "test_adder")
+    assert trace.function == "make_adder.<locals>.add"
+    assert rows(trace) == [
+        ("call", 47, {"x": "3", "n": "2"}, None),
+        ("line", 48, {"x": "..", "n": ".."}, None),
+        ("return", 48, None, "6"),
+    ]
+
+
+def test_long_loop_keeps_first_and_last_iterations(sandbox: LocalSandbox) -> None:
+    trace = traced(sandbox, "test_long_loop")
+    skips = [f for f in trace.frames if f.event == "skip"]
+    assert [f.source_line for f in skips] == ["    # ... 996 iterations of lines 3-4 skipped ..."]
+    assert trace.truncated and len(trace.frames) == 14
+    after = trace.frames[trace.frames.index(skips[0]) + 1]
+    assert after.locals == {"xs": "range(0, 1000)", "s": "498501", "x": "998"}  # full values after a gap
+    assert trace.frames[-1].value == "499499"
+    readable = render_readable(trace)
+    assert "... 996 iterations of lines 3-4 skipped ..." in readable
+
+
+def test_frame_cap(sandbox: LocalSandbox) -> None:
+    trace = traced(sandbox, "test_six", max_frames=8)
+    assert len(trace.frames) == 8 and trace.truncated
+    assert trace.frames[0].event == "call" and trace.frames[-1] == Frame("return", 5, "    return s - 1", None, "20")
+    assert "frames of lines" in [f for f in trace.frames if f.event == "skip"][-1].source_line
+
+
+def test_huge_repr_is_cut_and_a_raising_repr_is_named(sandbox: LocalSandbox) -> None:
+    trace = traced(sandbox, "test_shout", max_repr=24)
+    call = trace.frames[0]
+    assert call.locals == {"text": "'" + "x" * 20 + "...", "bad": "<unrepresentable Bad>"}
+    assert trace.frames[-1].value == "501"
+
+
+def test_endless_loop_is_stopped_and_still_traced(sandbox: LocalSandbox) -> None:
+    trace = traced(sandbox, "test_spin", timeout=4)
+    assert trace.function == "spin" and trace.truncated
+    assert "likely endless loop" in trace.summary
+    assert any(f.event == "skip" for f in trace.frames)
+
+
+def test_test_function_itself_when_no_project_code_runs(sandbox: LocalSandbox) -> None:
+    trace = traced(sandbox, "test_no_project_code")
+    assert trace.function == "test_no_project_code"
+    assert [f.event for f in trace.frames] == ["call", "line", "line", "exception", "return"]
+
+
+def test_collection_error_gives_none(sandbox: LocalSandbox) -> None:
+    assert trace_test(sandbox, "tests/test_broken.py::test_x", env=NO_PLUGINS) is None
+    assert trace_test(sandbox, "tests/test_prog.py::test_missing", env=NO_PLUGINS) is None
+
+
+def test_budget_drops_middle_frames_with_a_marker() -> None:
+    frames = [Frame("call", 1, "def f(a):", {"a": "1"}, None)]
+    frames += [Frame("line", 2, "    a += 1", {"a": str(i + 2)}, None) for i in range(60)]
+    frames += [Frame("line", 3, "    return a", {"a": ".."}, None), Frame("return", 3, "    return a", None, "61")]
+    trace = Trace("f", "m.py", "def f(a):\n    a += 1\n    return a\n", 1, frames, False, "")
+    full = render_cwm(trace)
+    cut = render_cwm(trace, budget_tokens=200)
+    assert estimate_tokens(full) > 200 >= estimate_tokens(cut)
+    parsed = grammar.parse(cut)
+    assert "frames of lines 2-2 skipped" in cut
+    assert parsed.frames[-1].arg == "61" and parsed.frames[-2].locals == {"a": ".."}
+    # the first frame after the gap carries its full value again
+    marker = next(i for i, f in enumerate(parsed.frames) if "skipped" in f.source_line)
+    assert parsed.frames[marker + 1].locals is not None and ".." not in parsed.frames[marker + 1].locals.values()
+    assert estimate_tokens(render_readable(trace, budget_tokens=150)) <= 150
+
+
+def test_estimate_tokens_counts_special_tokens_as_one() -> None:
+    assert estimate_tokens("<|frame_sep|><|action_sep|>") == 2
+    assert estimate_tokens("abcdefg") == 2
+
+
+def test_grammar_rejects_malformed_traces() -> None:
+    good = '<|call_sep|>{"a": "1"}<|action_sep|>def f(a):  # << START_OF_TRACE\n<|frame_sep|>'
+    grammar.parse(good)
+    for bad in (
+        good.replace("\n", ""),  # source line without newline
+        good.replace('"1"', "1"),  # value not a string
+        good + '<|line_sep|>{"b": ".."}<|action_sep|>    x\n<|frame_sep|>',  # unresolvable ".."
+        good + "<|return_sep|><|action_sep|>    x\n<|frame_sep|>",  # return without value
+        good.replace("  # << START_OF_TRACE", ""),
+    ):
+        with pytest.raises(grammar.GrammarError):
+            grammar.parse(bad)
+
+
+def test_tracer_is_python38_syntax_and_stdlib_only() -> None:
+    import ast
+
+    source = Path(_tracer.__file__).read_text()
+    tree = ast.parse(source, feature_version=(3, 8))
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert imported <= {
+        "__future__",
+        "argparse",
+        "collections",
+        "inspect",
+        "json",
+        "linecache",
+        "os",
+        "sys",
+        "time",
+        "pytest",
+    }
+
+
+# -- property: random small functions always give grammatical traces --------------------------------------------
+_STATEMENT = st.one_of(
+    st.tuples(st.just("assign"), st.integers(0, 2), st.integers(-5, 5)),
+    st.tuples(st.just("loop"), st.integers(0, 2), st.integers(0, 12)),
+    st.tuples(st.just("if"), st.integers(0, 2), st.integers(-5, 5)),
+    st.tuples(st.just("try"), st.integers(0, 2), st.integers(-1, 1)),
+    st.tuples(st.just("div"), st.integers(0, 2), st.integers(0, 3)),
+    st.tuples(st.just("text"), st.integers(0, 2), st.text(max_size=12)),
+)
+
+
+def _program(statements: list[tuple[str, int, object]]) -> str:
+    lines = ["def generated(v0, v1=1):", "    v2 = 0"]
+    for kind, var, arg in statements:
+        v = f"v{var}"
+        if kind == "assign":
+            lines.append(f"    {v} = {v} + {arg}")
+        elif kind == "loop":
+            lines += [f"    for j in range({arg}):", f"        {v} += j"]
+        elif kind == "if":
+            lines += [f"    if {v} > {arg}:", f"        {v} = -{v}", "    else:", f"        {v} += 1"]
+        elif kind == "try":
+            lines += ["    try:", f"        {v} = 10 // ({arg})", "    except ZeroDivisionError:", f"        {v} = 99"]
+        elif kind == "div":
+            lines.append(f"    {v} = {v} // {arg}")
+        else:
+            lines.append(f"    s = {arg!r}")
+    lines.append("    return v0 + v1 + v2")
+    return "\n".join(lines) + "\n"
+
+
+_counter = itertools.count()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(statements=st.lists(_STATEMENT, max_size=8), v0=st.integers(-3, 3), budget=st.integers(20, 400))
+def test_random_functions_always_render_grammatical_traces(
+    tmp_path: Path, statements: list[tuple[str, int, object]], v0: int, budget: int
+) -> None:
+    path = tmp_path / f"gen_{next(_counter)}.py"
+    path.write_text(_program(statements))
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    document = _tracer.trace_call(module.generated, (v0,), root=str(tmp_path), max_frames=60)
+    trace = trace_from_json(json.loads(json.dumps(document)))
+    assert trace is not None and trace.function == "generated"
+    parsed = grammar.parse(render_prompt_context(trace) + render_cwm(trace, end_of_text=True))
+    assert parsed.ended and parsed.context is not None and len(parsed.frames) == len(trace.frames) <= 60
+    assert parsed.frames[-1].event == "return"
+    grammar.parse(render_cwm(trace, budget_tokens=budget))
