@@ -134,7 +134,7 @@ def run_batch(
 
     Raises ``BatchInputError`` (a ``FatalError``) before anything runs when the input is bad.
     """
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     started = time.monotonic()
     tasks = select_tasks(
         read_tasks(tasks_file),

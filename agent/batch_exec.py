@@ -44,6 +44,8 @@ _RETRYABLE = ("fatal", "crash")
 # Live worker process groups, so an interrupted batch can end them all (local executor and Ray workers alike).
 _LIVE: set[int] = set()
 _LIVE_LOCK = threading.Lock()
+# Set when the batch is being interrupted: no new attempt starts, no retry is made.
+_STOP = threading.Event()
 
 
 def kill_all() -> None:
@@ -82,12 +84,17 @@ def _attempt(job: Job, timeout: float | None) -> Outcome:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / OUTCOME_FILE).unlink(missing_ok=True)
     log_path = run_dir / LOG_FILE
+    if _STOP.is_set():
+        return {"kind": "cancelled", "result": None, "error": "the batch was interrupted"}
     proc = _context().Process(target=child_main, args=(job, str(log_path)), daemon=False)
     proc.start()
     pid = int(proc.pid or 0)
     with _LIVE_LOCK:
         _LIVE.add(pid)
     try:
+        if _STOP.is_set():  # interrupted while this one was starting
+            _kill_group(pid)
+            proc.kill()
         proc.join(timeout)
         if proc.exitcode is None:
             _kill_group(pid)
@@ -116,9 +123,9 @@ def run_job(job: Job, timeout: float | None = None, retries: int = 2, backoff: f
     while True:
         attempts += 1
         outcome = _attempt(job, timeout)
-        if outcome["kind"] not in _RETRYABLE or attempts > retries:
+        if outcome["kind"] not in _RETRYABLE or attempts > retries or _STOP.is_set():
             break
-        time.sleep(min(backoff * 2 ** (attempts - 1), 30.0))
+        _STOP.wait(min(backoff * 2 ** (attempts - 1), 30.0))
     outcome["attempts"] = attempts
     outcome["wall"] = time.monotonic() - started
     return outcome
@@ -148,6 +155,7 @@ class LocalExecutor:
 
     def run(self, jobs: Sequence[Job], on_done: OnDone) -> None:
         p = self.policy
+        _STOP.clear()
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="batch")
         try:
             pending = {pool.submit(run_job, job, p.timeout, p.retries, p.backoff): job for job in jobs}
@@ -155,6 +163,9 @@ class LocalExecutor:
                 done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
                     on_done(pending.pop(future), future.result())
+        except BaseException:  # Ctrl-C, SIGTERM: stop retrying and starting, then kill what runs
+            _STOP.set()
+            raise
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
             kill_all()

@@ -151,7 +151,7 @@ def batch(
     command_timeout: CommandTimeout = None,
 ) -> None:
     """Repair every task of a JSONL file; writes preds.jsonl (SWE-bench), results.jsonl, report.md."""
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     try:
         settings = settings_from_flags(
             None,

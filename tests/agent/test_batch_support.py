@@ -24,7 +24,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 CALC = "def add(a, b):\n    return a - b\n"
 TEST_CALC = "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
-HANGING_TEST = "import time\nfrom calc import add\n\n\ndef test_add():\n    time.sleep(600)\n"
 FIX_REPLY = (
     "ok\n</think>\n<tool: edit>\ncalc.py\n<<<<<<< SEARCH\n    return a - b\n=======\n    return a + b\n"
     ">>>>>>> REPLACE\n</tool>"
