@@ -22,10 +22,7 @@ LONG = "".join(f"line_{i} = {i}\n" for i in range(1, 41))
 
 def test_resolve_path_inside_root(tmp_path: Path) -> None:
     assert resolve_path(tmp_path, "pkg/mod.py") == tmp_path.resolve() / "pkg" / "mod.py"
-    assert (
-        resolve_path(tmp_path, "./pkg/../pkg2/x.py".replace("../pkg2/", ""))
-        == tmp_path.resolve() / "pkg/x.py"
-    )
+    assert resolve_path(tmp_path, "./pkg/x.py") == tmp_path.resolve() / "pkg" / "x.py"
 
 
 @pytest.mark.parametrize(
