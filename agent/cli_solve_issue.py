@@ -59,9 +59,7 @@ def _show(outcome: IssueOutcome, console: Console) -> None:
     if result is None:
         return
     colour = "green" if result.resolved else "red"
-    console.print(
-        f"[bold {colour}]{result.status}[/bold {colour}] {outcome.plan.ref}: {outcome.plan.issue.title}"
-    )
+    console.print(f"[bold {colour}]{result.status}[/bold {colour}] {outcome.plan.ref}: {outcome.plan.issue.title}")
     console.print(f"  run directory: {outcome.plan.run_dir}")
     for note in outcome.notes:
         console.print(f"  {note}")

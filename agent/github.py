@@ -106,9 +106,7 @@ class Issue:
 
     def task_text(self) -> str:
         """Title, body and comments as one text: what the model reads as "the issue"."""
-        comments = "\n\n".join(
-            f"Comment by @{c.author}:\n{c.body.strip()}" for c in self.comments if c.body.strip()
-        )
+        comments = "\n\n".join(f"Comment by @{c.author}:\n{c.body.strip()}" for c in self.comments if c.body.strip())
         return f"{self.title}\n\n{self.body.strip()}\n\n{comments}".rstrip() + "\n"
 
 
@@ -148,8 +146,7 @@ class RepoInfo:
 
 
 def web_host(api_url: str) -> str:
-    """The web host that goes with an API base: ``api.github.com`` -> ``github.com``; GHE serves both on one
-    host."""
+    """The web host of an API base: ``api.github.com`` -> ``github.com``; GHE serves both on one host."""
     host = (urlsplit(api_url).hostname or "").lower()
     return "github.com" if host == "api.github.com" else host
 
@@ -175,9 +172,7 @@ def parse_remote_url(url: str, hosts: Iterable[str] = ("github.com",)) -> tuple[
     return owner, repo
 
 
-def parse_issue_ref(
-    text: str, origin_url: str | None = None, hosts: Iterable[str] = ("github.com",)
-) -> IssueRef:
+def parse_issue_ref(text: str, origin_url: str | None = None, hosts: Iterable[str] = ("github.com",)) -> IssueRef:
     """Parse ``--issue``: an issue URL, ``OWNER/REPO#N``, or ``#N`` / ``N`` with ``origin_url`` (the local
     clone's ``origin``) naming the repository. Raise :class:`IssueRefError` with what was expected otherwise.
     """
@@ -256,8 +251,7 @@ def resolve_token(environ: Mapping[str, str], api_url: str = DEFAULT_API_URL) ->
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """``text`` with every secret (and its base64 ``x-access-token:`` form, as git's header carries it)
-    masked."""
+    """``text`` with every secret masked, also in the base64 ``x-access-token:`` form git's header carries."""
     for secret in secrets:
         if not secret:
             continue
@@ -270,8 +264,7 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
 
 
 class GitHubClient:
-    """The REST calls the issue front door makes; every failure is a :class:`GitHubError` with a clear
-    message."""
+    """The REST calls the issue front door makes; every failure is a one-line :class:`GitHubError`."""
 
     def __init__(
         self,
@@ -290,9 +283,7 @@ class GitHubClient:
         }
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(
-            base_url=self.api_url, headers=headers, timeout=timeout, transport=transport
-        )
+        self._http = httpx.Client(base_url=self.api_url, headers=headers, timeout=timeout, transport=transport)
 
     def __repr__(self) -> str:
         return f"GitHubClient({self.api_url!r}, token={'***' if self._token else None})"
@@ -330,14 +321,10 @@ class GitHubClient:
         what = f"issue {ref}"
         response = self._request("GET", f"/repos/{ref.slug}/issues/{ref.number}", what=what)
         if response.status_code in (404, 410):
-            raise GitHubError(
-                f"{what} does not exist (HTTP {response.status_code}: {self._message(response)})"
-            )
+            raise GitHubError(f"{what} does not exist (HTTP {response.status_code}: {self._message(response)})")
         data = self._json(response, what)
         if data.get("pull_request"):
-            raise GitHubError(
-                f"{ref.slug}#{ref.number} is a pull request, not an issue: pass the issue it fixes"
-            )
+            raise GitHubError(f"{ref.slug}#{ref.number} is a pull request, not an issue: pass the issue it fixes")
         return Issue(
             ref=ref,
             title=str(data.get("title") or ""),
@@ -360,9 +347,7 @@ class GitHubClient:
             response = self._request("GET", url, what=what)
             for item in self._json(response, what, expect=list):
                 user = item.get("user") or {}
-                comments.append(
-                    Comment(author=str(user.get("login", "ghost")), body=str(item.get("body") or ""))
-                )
+                comments.append(Comment(author=str(user.get("login", "ghost")), body=str(item.get("body") or "")))
             url = response.links.get("next", {}).get("url")
         return comments
 
@@ -411,17 +396,13 @@ class GitHubClient:
         try:
             response = self._http.request(method, url, json=json)
         except httpx.HTTPError as exc:
-            raise GitHubError(
-                f"cannot reach GitHub at {self.api_url} for {what}: {self._clean(str(exc))}"
-            ) from None
+            raise GitHubError(f"cannot reach GitHub at {self.api_url} for {what}: {self._clean(str(exc))}") from None
         if response.status_code == 401:
             raise GitHubError(
                 f"GitHub refused the token for {what} (401 {self._message(response)}): check GITHUB_TOKEN"
             )
         if response.status_code in (403, 429) and _rate_limited(response):
-            raise GitHubError(
-                f"GitHub API rate limit exhausted while fetching {what}; {_reset_text(response)}"
-            )
+            raise GitHubError(f"GitHub API rate limit exhausted while fetching {what}; {_reset_text(response)}")
         return response
 
     def _json(self, response: httpx.Response, what: str, expect: type = dict) -> Any:
@@ -447,9 +428,7 @@ class GitHubClient:
         if not isinstance(data, dict):
             return self._clean(response.reason_phrase or "no message")
         text = str(data.get("message") or response.reason_phrase or "no message")
-        details = [
-            str(e.get("message") or e.get("code")) for e in data.get("errors") or [] if isinstance(e, dict)
-        ]
+        details = [str(e.get("message") or e.get("code")) for e in data.get("errors") or [] if isinstance(e, dict)]
         if details:
             text += ": " + "; ".join(details)
         return self._clean(text)

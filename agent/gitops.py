@@ -3,8 +3,9 @@
 Why its own module: these are the only places the issue flow writes to a repository or a remote, so the rules
 live here once - every command goes through :func:`tools.proc.git`; a commit runs the repository's own hooks
 (never ``--no-verify``); and the token reaches git only through ``GIT_CONFIG_COUNT/KEY/VALUE`` environment
-variables that add an ``http.<origin>.extraheader`` for that one host - never in a URL, an argument list or a
-file."""
+variables that add an ``http.<origin>.extraheader`` for that one host - never in a URL, an argument list or
+a file.
+"""
 
 from __future__ import annotations
 
@@ -161,8 +162,7 @@ def checkout_new_branch(repo: Path, name: str, start: str) -> None:
 
 
 def apply_patch(repo: Path, patch: str, *, index: bool) -> None:
-    """Apply a ``git diff`` to the work tree (and the index, so a commit holds exactly the patch); all or
-    nothing."""
+    """Apply a ``git diff`` to the work tree (and the index: a commit holds exactly the patch); all or none."""
     args = ["apply", "--whitespace=nowarn", *(["--index"] if index else []), "-"]
     check = git(*args[:-1], "--check", "-", cwd=repo, input=patch, check=False)
     if check.returncode != 0:

@@ -121,8 +121,7 @@ def solve_issue(
     environ: Mapping[str, str] | None = None,
     console: Console | None = None,
 ) -> IssueOutcome:
-    """Do what ``request`` asks; raise :class:`FatalError` (with the token masked) on anything the user must
-    fix."""
+    """Do what ``request`` asks; raise :class:`FatalError` (token masked) on anything the user must fix."""
     env = os.environ if environ is None else environ
     console = console or Console(stderr=True)
     api_url = api_url_from(request.github_api_url, env)

@@ -35,17 +35,13 @@ def run_git(*args: str, cwd: Path, input: str | None = None) -> str:
         "-c",
         "init.defaultBranch=main",
     ]
-    done = subprocess.run(
-        ["git", *env_cfg, *args], cwd=cwd, input=input, capture_output=True, text=True, check=False
-    )
+    done = subprocess.run(["git", *env_cfg, *args], cwd=cwd, input=input, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
     return done.stdout
 
 
-def init_bare_repo(
-    path: Path, files: Mapping[str, str], *, branch: str = "main", message: str = "initial"
-) -> Path:
+def init_bare_repo(path: Path, files: Mapping[str, str], *, branch: str = "main", message: str = "initial") -> Path:
     """A bare repository at ``path`` whose ``branch`` holds ``files`` in one commit."""
     work = path.with_name(path.name + ".work")
     work.mkdir(parents=True)
@@ -281,9 +277,7 @@ class FakeGitHub:
             bare = self.root / "forks" / self.login / f"{repo.name}.git"
             bare.parent.mkdir(parents=True, exist_ok=True)
             run_git("clone", "-q", "--bare", str(repo.bare), str(bare), cwd=bare.parent)
-            fork = self.add_repo(
-                self.login, repo.name, bare, default_branch=repo.default_branch, parent=repo.full_name
-            )
+            fork = self.add_repo(self.login, repo.name, bare, default_branch=repo.default_branch, parent=repo.full_name)
             with self._lock:
                 self._pending_forks[full_name] = self.fork_ready_after
         return 202, {}, self.repo_json(fork, True)
@@ -337,9 +331,7 @@ def _handler(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             token = auth.split(None, 1)[1] if auth.lower().startswith(("bearer ", "token ")) else None
             split = urlsplit(self.path)
             headers = {k: v for k, v in self.headers.items() if k.lower() != "authorization"}
-            call = RecordedCall(
-                self.command, split.path, parse_qs(split.query), headers, body, token is not None
-            )
+            call = RecordedCall(self.command, split.path, parse_qs(split.query), headers, body, token is not None)
             fake.calls.append(call)
             status, extra, payload = fake.answer(call, token)
             data = json.dumps(payload).encode()
