@@ -71,14 +71,15 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def _install() -> None:
+    """Register the atexit hook once, and the signal handlers once from the main thread (the only thread
+    allowed to: a sandbox first opened in a worker leaves them to the next one opened in the main thread)."""
     global _installed
     with _lock:
-        if _installed:
-            return
-        _installed = True
-    atexit.register(remove_all)
-    if threading.current_thread() is not threading.main_thread():
-        return  # signal handlers can only be set from the main thread; atexit and the dead-man switch remain
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        _previous[signum] = signal.getsignal(signum)
-        signal.signal(signum, _on_signal)
+        first, _installed = not _installed, True
+        wanted = not _previous and threading.current_thread() is threading.main_thread()
+        if wanted:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                _previous[signum] = signal.getsignal(signum)
+                signal.signal(signum, _on_signal)
+    if first:
+        atexit.register(remove_all)
