@@ -55,7 +55,7 @@ Opener = Callable[..., DockerSandbox]
 
 
 @pytest.fixture
-def open_sandbox(tmp_path: Path, client: Any) -> Iterator[Opener]:
+def open_docker(tmp_path: Path, client: Any) -> Iterator[Opener]:
     """Open sandboxes on ``tmp_path/ws`` with this test's label; all closed (and checked gone) at the end."""
     tag = uuid.uuid4().hex
     opened: list[DockerSandbox] = []
@@ -85,8 +85,8 @@ def test_docker_available_and_registry() -> None:
 
 
 @docker_only
-def test_edits_and_deletions_on_the_host_reach_the_next_run(open_sandbox: Opener) -> None:
-    box = open_sandbox()
+def test_edits_and_deletions_on_the_host_reach_the_next_run(open_docker: Opener) -> None:
+    box = open_docker()
     (box.root / "pkg").mkdir()
     (box.root / "pkg" / "mod.py").write_text("VALUE = 1\n")
     (box.root / "old.txt").write_text("old\n")
@@ -107,8 +107,8 @@ def test_edits_and_deletions_on_the_host_reach_the_next_run(open_sandbox: Opener
 
 
 @docker_only
-def test_files_present_at_open_and_put_and_get(open_sandbox: Opener) -> None:
-    box = open_sandbox()
+def test_files_present_at_open_and_put_and_get(open_docker: Opener) -> None:
+    box = open_docker()
     box.put({"sub/data.bin": b"\x00\x01binary", "run.sh": b"echo from-put\n"})
     assert (box.root / "sub" / "data.bin").read_bytes() == b"\x00\x01binary"  # put writes the host workspace
     assert box.run("sh run.sh").output == "from-put\n"
@@ -126,11 +126,11 @@ def test_files_present_at_open_and_put_and_get(open_sandbox: Opener) -> None:
 
 @docker_only
 def test_limits_labels_and_environment_in_the_container(
-    open_sandbox: Opener, client: Any, monkeypatch: pytest.MonkeyPatch
+    open_docker: Opener, client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MENDLOOP_HOST_CANARY", "leaked-secret")
     limits = Limits(memory_mb=300, pids=77, cpus=0.5, env={"PASSED_IN": "yes"})
-    box = open_sandbox(limits)
+    box = open_docker(limits)
     attrs = client.api.inspect_container(box.container_id)
     host = attrs["HostConfig"]
     assert host["NetworkMode"] == "none"
@@ -144,7 +144,7 @@ def test_limits_labels_and_environment_in_the_container(
     assert not host["Binds"] and not attrs["Mounts"]  # no host directory inside
     labels = attrs["Config"]["Labels"]
     assert labels["mendloop"] == "1" and labels["mendloop.run"] == box.run_id
-    assert labels["mendloop.test"] == open_sandbox.tag  # type: ignore[attr-defined]
+    assert labels["mendloop.test"] == open_docker.tag  # type: ignore[attr-defined]
 
     env = box.run("env", env={"PER_RUN": "1"}).output
     names = {line.split("=", 1)[0] for line in env.splitlines() if "=" in line}
@@ -154,8 +154,8 @@ def test_limits_labels_and_environment_in_the_container(
 
 
 @docker_only
-def test_timeout_kills_the_whole_tree_and_the_sandbox_stays_usable(open_sandbox: Opener) -> None:
-    box = open_sandbox()
+def test_timeout_kills_the_whole_tree_and_the_sandbox_stays_usable(open_docker: Opener) -> None:
+    box = open_docker()
     result = box.run("sleep 300 & setsid sleep 301 & echo started; sleep 302", timeout=2)
     assert result.timed_out and not result.ok
     assert "started" in result.output
@@ -167,8 +167,8 @@ def test_timeout_kills_the_whole_tree_and_the_sandbox_stays_usable(open_sandbox:
 
 
 @docker_only
-def test_background_leftovers_are_reaped_without_waiting(open_sandbox: Opener) -> None:
-    box = open_sandbox()
+def test_background_leftovers_are_reaped_without_waiting(open_docker: Opener) -> None:
+    box = open_docker()
     result = box.run("sleep 300 & echo quick")
     assert result.exit_code == 0 and result.output == "quick\n"
     assert result.duration < 1.5  # Docker would otherwise wait 2 s for the pipe the sleep holds
@@ -176,16 +176,16 @@ def test_background_leftovers_are_reaped_without_waiting(open_sandbox: Opener) -
 
 
 @docker_only
-def test_exit_codes_and_argv_commands(open_sandbox: Opener) -> None:
-    box = open_sandbox()
+def test_exit_codes_and_argv_commands(open_docker: Opener) -> None:
+    box = open_docker()
     assert box.run("exit 3").exit_code == 3
     result = box.run(["python", "-c", "import sys; print(sys.argv[1])", "two words; $HOME"])
     assert result.output == "two words; $HOME\n"
 
 
 @docker_only
-def test_output_is_capped_while_streaming(open_sandbox: Opener) -> None:
-    box = open_sandbox(Limits(output_bytes=20_000))
+def test_output_is_capped_while_streaming(open_docker: Opener) -> None:
+    box = open_docker(Limits(output_bytes=20_000))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = box.run("head -c 60000000 /dev/zero | tr '\\0' x; echo; echo THE-END")
     grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
@@ -196,8 +196,8 @@ def test_output_is_capped_while_streaming(open_sandbox: Opener) -> None:
 
 
 @docker_only
-def test_memory_limit_kill_is_reported_as_oom(open_sandbox: Opener) -> None:
-    box = open_sandbox(Limits(memory_mb=128))
+def test_memory_limit_kill_is_reported_as_oom(open_docker: Opener) -> None:
+    box = open_docker(Limits(memory_mb=128))
     result = box.run("python -c 'b = bytearray(1024 * 1024 * 1024); print(len(b))'", timeout=60)
     assert result.oom and not result.timed_out and not result.ok
     assert "killed for exceeding the memory limit" in result.describe()
@@ -207,7 +207,7 @@ def test_memory_limit_kill_is_reported_as_oom(open_sandbox: Opener) -> None:
 
 
 @docker_only
-def test_derived_image_is_built_once_and_reused(tmp_path: Path, open_sandbox: Opener, client: Any) -> None:
+def test_derived_image_is_built_once_and_reused(tmp_path: Path, open_docker: Opener, client: Any) -> None:
     marker = f"/opt/marker-{uuid.uuid4().hex}"  # unique setup: no cache from earlier runs
     setup = (f"sleep 1.5; date +%s%N > {marker}; ls /workspace > /opt/seen",)
     root = tmp_path / "ws"
@@ -215,7 +215,7 @@ def test_derived_image_is_built_once_and_reused(tmp_path: Path, open_sandbox: Op
     (root / "stale.py").write_text("x = 1\n")
 
     started = time.monotonic()
-    first = open_sandbox(setup=setup)
+    first = open_docker(setup=setup)
     cold = time.monotonic() - started
     stamp = first.get(marker)
     assert first.get("/opt/seen").split() == [
@@ -226,7 +226,7 @@ def test_derived_image_is_built_once_and_reused(tmp_path: Path, open_sandbox: Op
 
     (root / "stale.py").unlink()  # not a dependency file: same key, and the baked copy must not reappear
     started = time.monotonic()
-    second = open_sandbox(setup=setup)
+    second = open_docker(setup=setup)
     warm = time.monotonic() - started
     assert second.get(marker) == stamp  # setup did not run again
     assert warm < cold - 1.0, (cold, warm)
@@ -254,11 +254,14 @@ def test_derived_key_follows_base_setup_and_dependency_files(tmp_path: Path) -> 
 
 
 @docker_only
-def test_dockerfile_in_the_workspace_is_built_and_used(open_sandbox: Opener, client: Any, tmp_path: Path) -> None:
+def test_dockerfile_in_the_workspace_is_built_and_used(
+    open_docker: Opener, client: Any, tmp_path: Path
+) -> None:
     token = uuid.uuid4().hex
-    (tmp_path / "ws" / ".mendloop").mkdir()
-    (tmp_path / "ws" / ".mendloop" / "Dockerfile").write_text(f"FROM {IMAGE}\nRUN echo {token} > /opt/built\n")
-    box = open_sandbox()
+    dockerfile = tmp_path / "ws" / ".mendloop" / "Dockerfile"
+    dockerfile.parent.mkdir()
+    dockerfile.write_text(f"FROM {IMAGE}\nRUN echo {token} > /opt/built\n")
+    box = open_docker()
     try:
         assert box.run("cat /opt/built").output == f"{token}\n"
     finally:
@@ -277,9 +280,9 @@ def test_missing_image_is_one_line_naming_it(tmp_path: Path) -> None:
 
 
 @docker_only
-def test_close_and_prune_leave_no_container(open_sandbox: Opener, client: Any) -> None:
-    tag = open_sandbox.tag  # type: ignore[attr-defined]
-    closed = open_sandbox()
+def test_close_and_prune_leave_no_container(open_docker: Opener, client: Any) -> None:
+    tag = open_docker.tag  # type: ignore[attr-defined]
+    closed = open_docker()
     assert len(containers(client, tag)) == 1
     closed.close()
     closed.close()  # idempotent
@@ -287,7 +290,7 @@ def test_close_and_prune_leave_no_container(open_sandbox: Opener, client: Any) -
     with pytest.raises(SandboxError):
         closed.run("true")
 
-    pruned = open_sandbox()
+    pruned = open_docker()
     name = client.containers.get(pruned.container_id).name
     assert prune(labels={"mendloop.test": tag}) == [f"container {pruned.container_id[:12]} ({name})"]
     assert wait_gone(client, tag) == []
