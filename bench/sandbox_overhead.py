@@ -56,9 +56,7 @@ def warm_latencies(kind: str, root: Path, spec: SandboxSpec, runs: int) -> tuple
     try:
         checked(box, PASS)()  # first command: caches, page-ins
         checked(box, PYTEST, PYTEST_ENV)()
-        return median_of(runs, checked(box, PASS)), median_of(
-            max(3, runs // 3), checked(box, PYTEST, PYTEST_ENV)
-        )
+        return median_of(runs, checked(box, PASS)), median_of(max(3, runs // 3), checked(box, PYTEST, PYTEST_ENV))
     finally:
         box.close()
 

@@ -108,9 +108,7 @@ def stream_exec(
     if timed_out:
         on_timeout()
         reader.join(KILL_GRACE)
-        if (
-            reader.is_alive()
-        ):  # something outside the tree holds the pipe: stop reading, the exec is abandoned
+        if reader.is_alive():  # something outside the tree holds the pipe: stop reading, the exec is abandoned
             close = getattr(stream, "close", None)
             if close is not None:
                 close()

@@ -25,9 +25,7 @@ from sandboxes.base import Limits, SandboxError, SandboxSpec
 DERIVED_REPO = "mendloop-derived"
 DOCKERFILE_REPO = "mendloop-dockerfile"
 DEP_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
-BAKED_LIST = (
-    "var/lib/mendloop/baked.txt"  # inside a derived image: the workspace paths copied in at build time
-)
+BAKED_LIST = "var/lib/mendloop/baked.txt"  # inside a derived image: the workspace paths copied in at build time
 SETUP_TIMEOUT_FLOOR = 600.0  # setup installs packages; a per-test timeout is too short for it
 
 
@@ -130,9 +128,7 @@ def baked_paths(api: Any, container_id: str) -> set[str]:
     return {line for line in text.splitlines() if line}
 
 
-def _run_setup(
-    box: _docker_container.Running, setup: Sequence[str], env: dict[str, str], limits: Limits
-) -> None:
+def _run_setup(box: _docker_container.Running, setup: Sequence[str], env: dict[str, str], limits: Limits) -> None:
     for command in setup:
         outcome = _docker_exec.stream_exec(
             box.api,
@@ -175,9 +171,7 @@ def derived_image(client: Any, base: Any, root: Path, spec: SandboxSpec) -> str:
             box.api.put_archive(box.id, _docker_container.WORKDIR, mirror.archive(changes.send))
             box.api.put_archive(box.id, "/", _baked_archive(sorted(manifest)))
             _run_setup(box, spec.setup, env, spec.limits)
-            box.api.commit(
-                box.id, repository=DERIVED_REPO, tag=key, message="mendloop setup: " + "; ".join(spec.setup)
-            )
+            box.api.commit(box.id, repository=DERIVED_REPO, tag=key, message="mendloop setup: " + "; ".join(spec.setup))
             return str(client.images.get(tag).id)
         except docker.errors.APIError as exc:
             raise SandboxError(f"building the derived sandbox image failed: {exc}") from exc
@@ -188,11 +182,7 @@ def derived_image(client: Any, base: Any, root: Path, spec: SandboxSpec) -> str:
 def resolve(client: Any, root: Path, spec: SandboxSpec) -> str:
     """The image id a sandbox for ``root`` starts from: base or Dockerfile image; derived with setup."""
     dockerfile = dockerfile_for(root, spec)
-    base = (
-        build_dockerfile(client, root, dockerfile, spec.limits)
-        if dockerfile
-        else ensure_image(client, spec.image)
-    )
+    base = build_dockerfile(client, root, dockerfile, spec.limits) if dockerfile else ensure_image(client, spec.image)
     if not spec.setup:
         return str(base.id)
     return derived_image(client, base, root, spec)

@@ -80,9 +80,7 @@ class Mirror:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.synced: dict[str, Entry] = {}
-        self.extra_deletes: set[str] = (
-            set()
-        )  # paths known inside but not on the host (e.g. baked into an image)
+        self.extra_deletes: set[str] = set()  # paths known inside but not on the host (e.g. baked into an image)
 
     def diff(self) -> tuple[Changes, dict[str, Entry]]:
         """Compare the host with the last sync: the changes, and the manifest to commit once they shipped."""
@@ -91,11 +89,7 @@ class Mirror:
         for rel, entry in current.items():
             old = self.synced.get(rel)
             if entry.kind == "f":
-                if (
-                    old is not None
-                    and old.kind == "f"
-                    and (old.size, old.mtime_ns) == (entry.size, entry.mtime_ns)
-                ):
+                if old is not None and old.kind == "f" and (old.size, old.mtime_ns) == (entry.size, entry.mtime_ns):
                     entry = Entry("f", entry.mode, entry.size, entry.mtime_ns, old.digest)
                 else:
                     entry = Entry("f", entry.mode, entry.size, entry.mtime_ns, _sha256(self.root / rel))

@@ -124,9 +124,7 @@ class DockerSandbox:
 
     name = "docker"
 
-    def __init__(
-        self, root: Path, spec: SandboxSpec | None = None, *, labels: Mapping[str, str] | None = None
-    ):
+    def __init__(self, root: Path, spec: SandboxSpec | None = None, *, labels: Mapping[str, str] | None = None):
         self.root = Path(root).resolve()
         self.spec = spec if spec is not None else SandboxSpec(kind="docker")
         self.limits = self.spec.limits
@@ -167,9 +165,7 @@ class DockerSandbox:
             self._check_open()
             deletes = self._pending_deletes + self._sync()
             self._pending_deletes = []
-            if (
-                len(deletes) > DELETE_BATCH
-            ):  # too many for the command's prelude: delete them first, in batches
+            if len(deletes) > DELETE_BATCH:  # too many for the command's prelude: delete them first, in batches
                 for start in range(0, len(deletes), DELETE_BATCH):
                     self._exec_quiet(["rm", "-rf", "--", *self._abs(deletes[start : start + DELETE_BATCH])])
                 deletes = []
@@ -267,9 +263,7 @@ class DockerSandbox:
         """Ship changed files now; return the paths to delete (done by the next command's prelude)."""
         changes, manifest = self._mirror.diff()
         if changes.send:
-            early = [
-                rel for rel in changes.send if rel in changes.delete
-            ]  # kind changed: clear before upload
+            early = [rel for rel in changes.send if rel in changes.delete]  # kind changed: clear before upload
             if early:
                 self._exec_quiet(["rm", "-rf", "--", *self._abs(early)])
             try:

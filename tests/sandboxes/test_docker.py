@@ -254,9 +254,7 @@ def test_derived_key_follows_base_setup_and_dependency_files(tmp_path: Path) -> 
 
 
 @docker_only
-def test_dockerfile_in_the_workspace_is_built_and_used(
-    open_docker: Opener, client: Any, tmp_path: Path
-) -> None:
+def test_dockerfile_in_the_workspace_is_built_and_used(open_docker: Opener, client: Any, tmp_path: Path) -> None:
     token = uuid.uuid4().hex
     dockerfile = tmp_path / "ws" / ".mendloop" / "Dockerfile"
     dockerfile.parent.mkdir()
