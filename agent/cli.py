@@ -39,7 +39,7 @@ app = typer.Typer(
 sandbox_app = typer.Typer(help="Manage sandboxes.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class Interrupted(Exception):

@@ -16,8 +16,11 @@ from agent.config import Settings, load_settings
 
 BaseUrl = Annotated[
     str | None,
-    typer.Option("--base-url", help="OpenAI-compatible endpoint (env MENDLOOP_BASE_URL / OPENAI_BASE_URL).",
-                 rich_help_panel="Model"),
+    typer.Option(
+        "--base-url",
+        help="OpenAI-compatible endpoint (env MENDLOOP_BASE_URL / OPENAI_BASE_URL).",
+        rich_help_panel="Model",
+    ),
 ]
 ModelName = Annotated[
     str | None, typer.Option("--model", help="Model name (default facebook/cwm).", rich_help_panel="Model")
@@ -34,9 +37,7 @@ MaxCalls = Annotated[int | None, typer.Option("--max-calls", help="Most model ca
 MaxTokens = Annotated[
     int | None, typer.Option("--max-tokens", help="Most prompt+completion tokens.", rich_help_panel="Budget")
 ]
-MaxTime = Annotated[
-    float | None, typer.Option("--max-time", help="Most wall-clock seconds.", rich_help_panel="Budget")
-]
+MaxTime = Annotated[float | None, typer.Option("--max-time", help="Most wall-clock seconds.", rich_help_panel="Budget")]
 MaxCost = Annotated[
     float | None,
     typer.Option("--max-cost", help="Most USD; needs --price-prompt/--price-completion.", rich_help_panel="Budget"),
@@ -57,8 +58,9 @@ Candidates = Annotated[
 ]
 Traces = Annotated[
     bool | None,
-    typer.Option("--traces/--no-traces", help="Show the model execution traces of failing tests.",
-                 rich_help_panel="Repair"),
+    typer.Option(
+        "--traces/--no-traces", help="Show the model execution traces of failing tests.", rich_help_panel="Repair"
+    ),
 ]
 Reproduce = Annotated[
     bool | None,
@@ -66,8 +68,9 @@ Reproduce = Annotated[
 ]
 KeepTests = Annotated[
     bool | None,
-    typer.Option("--keep-tests/--drop-tests", help="Keep generated tests in the final patch.",
-                 rich_help_panel="Repair"),
+    typer.Option(
+        "--keep-tests/--drop-tests", help="Keep generated tests in the final patch.", rich_help_panel="Repair"
+    ),
 ]
 SandboxKind = Annotated[
     str | None,
@@ -78,8 +81,9 @@ Image = Annotated[
 ]
 Network = Annotated[
     bool | None,
-    typer.Option("--network/--no-network", help="Let sandboxed code use the network (off by default).",
-                 rich_help_panel="Sandbox"),
+    typer.Option(
+        "--network/--no-network", help="Let sandboxed code use the network (off by default).", rich_help_panel="Sandbox"
+    ),
 ]
 CommandTimeout = Annotated[
     float | None,

@@ -136,7 +136,9 @@ def env_config(environ: Mapping[str, str]) -> dict[str, Any]:
                 break
     for list_field in ("lint_cmds", "setup", "editable", "pass_env"):
         if isinstance(out.get(list_field), str):
-            out[list_field] = [part for part in out[list_field].split(os.pathsep if list_field == "editable" else "\n") if part]
+            out[list_field] = [
+                part for part in out[list_field].split(os.pathsep if list_field == "editable" else "\n") if part
+            ]
     return out
 
 

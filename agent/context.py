@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sandboxes.select import open_sandbox
-
 from agent.budget import Usage
 from agent.config import Settings
 from agent.dialects import get_dialect
@@ -24,6 +22,7 @@ from agent.dialects.base import Dialect
 from agent.model import ModelClient
 from agent.task import Task
 from sandboxes.base import Sandbox
+from sandboxes.select import open_sandbox
 from tools.workspace import Workspace
 
 Progress = Callable[[str], None]

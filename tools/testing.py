@@ -135,6 +135,12 @@ class TestReport:
         return cls(**fields)
 
 
+# Why: where the sandbox runs mendloop's own interpreter (local, bwrap), mendloop's dependency tree (langgraph ->
+# langsmith) registers a pytest plugin the target project never asked for. It costs seconds of import per run and
+# reports to a tracing service when configured. ``-p no:NAME`` is a no-op where the plugin is absent.
+FOREIGN_PLUGINS = "-p no:langsmith_plugin"
+
+
 def run_tests(
     sandbox: Sandbox, test_cmd: str, *, tests: Sequence[str] = (), timeout: float | None = None
 ) -> TestReport:
@@ -148,7 +154,7 @@ def run_tests(
     xml_path = f"{JUNIT_DIR}/junit-{uuid.uuid4().hex}.xml"
     command = test_cmd
     if is_pytest:
-        command += f" --junitxml={xml_path} -o junit_family=xunit1 -p no:cacheprovider"
+        command += f" --junitxml={xml_path} -o junit_family=xunit1 -p no:cacheprovider {FOREIGN_PLUGINS}"
     if tests:
         command += " " + " ".join(shlex.quote(t) for t in tests)
     started = time.monotonic()

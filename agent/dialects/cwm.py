@@ -23,7 +23,8 @@ SYSTEM_PROMPT = (
     "<think>\nyour internal reasoning\n</think>\nyour external response"
 )
 
-TOOL_RE = re.compile(r"<tool:\s([a-zA-Z_]+)>\n(.*?)\n</tool>", re.DOTALL)  # CWM's own environment's regex
+# CWM's own environment's regex, with the body made optional so that an empty ``<tool: submit>\n</tool>`` is read.
+TOOL_RE = re.compile(r"<tool:\s([a-zA-Z_]+)>\n(?:(.*?)\n)?</tool>", re.DOTALL)
 _OPEN_RE = re.compile(r"<tool:\s*([^>\n]*)>")
 TOOLS = ("bash", "edit", "create", "submit")
 
@@ -45,7 +46,7 @@ class CwmDialect:
         covered: list[tuple[int, int]] = []
         for match in TOOL_RE.finditer(answer):
             covered.append(match.span())
-            actions, problems = _tool(match.group(1), match.group(2))
+            actions, problems = _tool(match.group(1), match.group(2) or "")
             parsed.actions.extend(actions)
             parsed.problems.extend(problems)
         for match in _OPEN_RE.finditer(answer):

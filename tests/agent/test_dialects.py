@@ -456,3 +456,15 @@ def test_unclosed_whole_file_fence_is_a_problem() -> None:
 )
 def test_looks_like_path(line: str, path: str | None) -> None:
     assert looks_like_path(line) == path
+
+
+def test_cwm_empty_submit_block_is_read() -> None:
+    """The prompt shows ``<tool: submit>`` with an empty body; CWM's strict regex alone would not read it."""
+    from agent.dialects.base import Submit
+    from agent.dialects.cwm import CwmDialect
+    from agent.model import Completion
+
+    answer = "done\n</think>\n<tool: submit>\n</tool>"
+    parsed = CwmDialect().parse(Completion(content=answer, tool_calls=[], finish_reason="stop",
+                                           prompt_tokens=0, completion_tokens=0))
+    assert parsed.actions == [Submit(path=None)] and parsed.problems == []
