@@ -119,6 +119,7 @@ def run_job(job: Job, timeout: float | None = None, retries: int = 2, backoff: f
     Timeouts are not retried (the task would hang again), nor are plain exceptions (a bug repeats).
     """
     started = time.monotonic()
+    started_at = time.time()
     attempts = 0
     while True:
         attempts += 1
@@ -128,6 +129,8 @@ def run_job(job: Job, timeout: float | None = None, retries: int = 2, backoff: f
         _STOP.wait(min(backoff * 2 ** (attempts - 1), 30.0))
     outcome["attempts"] = attempts
     outcome["wall"] = time.monotonic() - started
+    outcome["started_at"] = started_at
+    outcome["finished_at"] = time.time()
     return outcome
 
 

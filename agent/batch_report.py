@@ -36,6 +36,8 @@ def result_row(instance_id: str, model: str, run_dir: Path, outcome: dict[str, A
         "reason": str(result.get("reason", "")),
         "error": "" if ok else f"{outcome.get('kind')}: {outcome.get('error', '')}",
         "attempts": int(outcome.get("attempts", 1)),
+        "started_at": outcome.get("started_at"),
+        "finished_at": outcome.get("finished_at"),
         "run_dir": str(run_dir),
         "model_patch": str(result.get("patch", "")) if ok else "",
     }
