@@ -294,17 +294,22 @@ class Recorder:
     def select(self, excinfo):
         """Return (scope, reason) for the invocation to report, or (None, why not)."""
         tb = excinfo[2] if excinfo else None
-        deepest = None
+        on_path = []
         while tb is not None:
             code = tb.tb_frame.f_code
             if self.kind(code.co_filename) == 1 and not code.co_name.startswith("<"):
-                deepest = tb.tb_frame
+                on_path.append(tb.tb_frame)
             tb = tb.tb_next
-        if deepest is not None:
+        # deepest first; a RecursionError can switch tracing off, so the deepest frame may be unrecorded
+        # on a RecursionError the deepest frames cannot even repr their locals: show the outermost call instead
+        too_deep = excinfo is not None and isinstance(excinfo[1], RecursionError)
+        for frame in on_path if too_deep else reversed(on_path):
             for table in (self.raised, self.active):
-                hit = table.get(id(deepest))
-                if hit is not None and hit[0] is deepest:
-                    return hit[1], "the exception passed through this function (deepest project frame)"
+                hit = table.get(id(frame))
+                if hit is not None and hit[0] is frame:
+                    if too_deep:
+                        return hit[1], "the recursion went too deep; this is its outermost call"
+                    return hit[1], "the exception passed through this function (deepest traced project frame)"
         if self.last_top is not None:
             return self.last_top, "the last project call the test made before it failed"
         if self.test_scope is not None:
@@ -583,7 +588,7 @@ def main(argv=None):
         _Plugin.pytest_runtest_call = pytest.hookimpl(hookwrapper=True)(_Plugin.pytest_runtest_call)
     test_path, test_name = _split_test_id(options.test)
     plugin = _Plugin(options, root, os.path.join(root, test_path), test_name)
-    code = pytest.main([options.test, "-q", "-p", "no:cacheprovider"], plugins=[plugin])
+    code = pytest.main([options.test, "-q", "-p", "no:cacheprovider", "-p", "no:langsmith_plugin"], plugins=[plugin])
     failing = [doc for failed, doc in plugin.results if failed and doc.get("function")]
     traced = [doc for _, doc in plugin.results if doc.get("function")]
     if failing:

@@ -93,10 +93,14 @@ def spin():
     n = 0
     while True:
         n += 1
+
+
+def down(n):
+    return down(n + 1)
 """
 
 TESTS = """\
-from prog import Bad, Counter, evens, fact, make_adder, parse, safe_div, shout, spin, total
+from prog import Bad, Counter, down, evens, fact, make_adder, parse, safe_div, shout, spin, total
 
 
 def test_total():
@@ -142,6 +146,10 @@ def test_shout():
 
 def test_spin():
     spin()
+
+
+def test_down():
+    down(0)
 
 
 def test_no_project_code():
@@ -331,6 +339,12 @@ def test_endless_loop_is_stopped_and_still_traced(sandbox: LocalSandbox) -> None
     assert trace.function == "spin" and trace.truncated
     assert "likely endless loop" in trace.summary
     assert any(f.event == "skip" for f in trace.frames)
+
+
+def test_recursion_error_shows_the_outermost_call(sandbox: LocalSandbox) -> None:
+    trace = traced(sandbox, "test_down")
+    assert trace.function == "down" and "recursion went too deep" in trace.summary
+    assert rows(trace)[:2] == [("call", 69, {"n": "0"}, None), ("line", 70, {"n": ".."}, None)]
 
 
 def test_test_function_itself_when_no_project_code_runs(sandbox: LocalSandbox) -> None:
