@@ -116,6 +116,9 @@ def solve_command(
     open_pr: Annotated[bool, typer.Option("--open-pr", help="Push the branch and open a pull request.")] = False,
     draft: Annotated[bool, typer.Option("--draft", help="Open the pull request as a draft.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be done with --issue.")] = False,
+    clone_url: Annotated[
+        str | None, typer.Option("--clone-url", help="Clone from this URL instead of the API's (with --issue).")
+    ] = None,
     github_api_url: Annotated[
         str | None, typer.Option("--github-api-url", help="GitHub API base (env MENDLOOP_GITHUB_API_URL).")
     ] = None,
@@ -189,6 +192,7 @@ def solve_command(
             github_api_url=github_api_url,
             out=out,
             settings=settings,
+            clone_url=clone_url,
         )
     if repo is None:
         raise FatalError("say which repository to repair with --repo PATH (or give --issue)")

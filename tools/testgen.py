@@ -35,13 +35,36 @@ def _outcomes(report: TestReport) -> dict[str, str]:
     return {case.id: case.outcome for case in report.cases}
 
 
-def _wrong_reason(case: TestCase) -> str | None:
+# pytest's long tracebacks end with ``path.py:LINE: ExceptionType``: where the failure was raised, and what it was.
+_RAISED_AT = re.compile(r"^(?P<path>[^\s:]+\.py):(?P<line>\d+): (?P<exc>[A-Za-z_][\w.]*)\s*$", re.MULTILINE)
+_NAMED_EXCEPTION = re.compile(r"\b([A-Z][A-Za-z]*(?:Error|Exception|Exit|Interrupt)|StopIteration)\b")
+
+
+def expected_exceptions(task_text: str) -> list[str]:
+    """Exception names the task mentions (``KeyError``, ``ZeroDivisionError``...): the failures it describes."""
+    return sorted({m for m in _NAMED_EXCEPTION.findall(task_text) if m != "AssertionError"})
+
+
+def _wrong_reason(case: TestCase, test_file: str, expected: Sequence[str]) -> str | None:
     text = f"{case.message}\n{case.traceback}"
     for pattern, why in _WRONG_REASONS:
         if pattern.search(text):
             return why
     if case.outcome == "error":
         return "it errors in its own setup or fixture instead of failing in the test body"
+    raised = list(_RAISED_AT.finditer(case.traceback))
+    if not raised:
+        return None
+    last = raised[-1]
+    exc = last["exc"].rsplit(".", 1)[-1]
+    if exc == "AssertionError":
+        return None
+    if expected:
+        if exc in expected:
+            return None
+        return f"it fails with {exc}, not with an assertion or the exception the task describes ({', '.join(expected)})"
+    if last["path"] == test_file:
+        return f"it fails with {exc} raised by the test's own code, not by the code under test"
     return None
 
 
@@ -53,12 +76,18 @@ def _only(report: TestReport, files: Sequence[str]) -> TestReport:
     return replace(report, cases=cases)
 
 
-def judge(first: TestReport, second: TestReport, files: Sequence[str] = ()) -> Verdict:
-    """Judge two runs of the same candidate test file(s) on the unpatched code; only ``files``' tests count."""
+def judge(first: TestReport, second: TestReport, files: Sequence[str] = (), expected: Sequence[str] = ()) -> Verdict:
+    """Judge two runs of the same candidate test file(s) on the unpatched code; only ``files``' tests count.
+
+    ``expected`` are the exception names the task describes; with none, any exception raised by the code under test
+    counts, but not one raised by the test's own code.
+    """
     first, second = _only(first, files), _only(second, files)
     if first.status == "collection_error" or second.status == "collection_error":
-        detail = (first.output or second.output).strip().splitlines()[-3:]
-        return Verdict(False, "it is not collected by pytest: " + " | ".join(detail))
+        output = first.output or second.output
+        why = next((why for pattern, why in _WRONG_REASONS if pattern.search(output)), "")
+        detail = " | ".join(output.strip().splitlines()[-3:])
+        return Verdict(False, f"it is not collected by pytest{': ' + why if why else ''} ({detail})")
     if first.status == "no_tests" or not first.cases:
         return Verdict(False, "pytest collected no test from it; name the functions test_*")
     if first.status == "timeout":
@@ -69,7 +98,7 @@ def judge(first: TestReport, second: TestReport, files: Sequence[str] = ()) -> V
     if not failing:
         return Verdict(False, "it passes on the current code, so it does not reproduce the problem")
     for case in failing:
-        why = _wrong_reason(case)
+        why = _wrong_reason(case, case.id.split("::", 1)[0], expected)
         if why:
             return Verdict(False, f"{case.id} fails for the wrong reason: {why} ({case.message.strip()[:200]})")
     return Verdict(

@@ -142,7 +142,12 @@ FOREIGN_PLUGINS = "-p no:langsmith_plugin"
 
 
 def run_tests(
-    sandbox: Sandbox, test_cmd: str, *, tests: Sequence[str] = (), timeout: float | None = None
+    sandbox: Sandbox,
+    test_cmd: str,
+    *,
+    tests: Sequence[str] = (),
+    timeout: float | None = None,
+    extra_args: Sequence[str] = (),
 ) -> TestReport:
     """Run ``test_cmd`` (plus the given test ids) in ``sandbox`` and report per-test results.
 
@@ -155,6 +160,8 @@ def run_tests(
     command = test_cmd
     if is_pytest:
         command += f" --junitxml={xml_path} -o junit_family=xunit1 -p no:cacheprovider {FOREIGN_PLUGINS}"
+    if is_pytest and extra_args:
+        command += " " + " ".join(shlex.quote(a) for a in extra_args)
     if tests:
         command += " " + " ".join(shlex.quote(t) for t in tests)
     started = time.monotonic()
@@ -169,6 +176,19 @@ def run_tests(
     status = _status(result, is_pytest=is_pytest, have_xml=have_xml, cases=cases)
     output = _clip_middle(result.output, OUTPUT_KEEP)
     return TestReport(status, cases, output, result.exit_code, duration, command)
+
+
+def merge_reports(first: TestReport, second: TestReport) -> TestReport:
+    """One report for two runs (the suite, then tests it did not collect): the worse status, all cases."""
+    status = first.status if first.status != "passed" else second.status
+    return TestReport(
+        status,
+        [*first.cases, *second.cases],
+        f"{first.output}\n{second.output}",
+        first.exit_code or second.exit_code,
+        first.duration + second.duration,
+        f"{first.command} ; {second.command}",
+    )
 
 
 def parse_junit(xml_text: str, *, root_hint: str = "") -> list[TestCase]:

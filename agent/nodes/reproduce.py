@@ -14,14 +14,14 @@ from langgraph.runtime import Runtime
 
 from agent.budget import BudgetExceeded
 from agent.context import RunContext
-from agent.nodes.common import add_user, protection, system_message, test_cmd
+from agent.nodes.common import add_user, hypothesis_args, protection, system_message, test_cmd
 from agent.prompts import render
 from agent.repo_context import gather, is_test_file
 from agent.state import RepairState
 from tools.edits import CreateFile, Edit, WholeFile
 from tools.patching import apply_edit
-from tools.testgen import judge
-from tools.testing import run_tests
+from tools.testgen import expected_exceptions, judge
+from tools.testing import TestReport, merge_reports, run_tests
 
 NODE = "reproduce"
 
@@ -70,13 +70,17 @@ def reproduce(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any
                 written.extend(outcome.changed)
         if written:
             cmd = test_cmd(ctx, state)
-            first = run_tests(ctx.sandbox, cmd, tests=written, timeout=ctx.settings.command_timeout)
-            second = run_tests(ctx.sandbox, cmd, tests=written, timeout=ctx.settings.command_timeout)
-            verdict = judge(first, second, written)
+            args = hypothesis_args(root, written)
+            first = run_tests(ctx.sandbox, cmd, tests=written, timeout=ctx.settings.command_timeout, extra_args=args)
+            second = run_tests(ctx.sandbox, cmd, tests=written, timeout=ctx.settings.command_timeout, extra_args=args)
+            verdict = judge(first, second, written, expected_exceptions(ctx.task.text))
             notes.append(f"attempt {attempt}: {'kept' if verdict.accepted else 'rejected'}: {verdict.reason}")
             if verdict.accepted:
                 ctx.progress(f"reproduction test kept: {verdict.reason}")
+                baseline = TestReport.from_dict(state["baseline"]) if state.get("baseline") else None
+                shown = merge_reports(baseline, first) if baseline else first
                 return {
+                    "last_report": shown.to_dict(),
                     "repro_files": written,
                     "repro_ids": verdict.failing,
                     "repro_notes": notes,
