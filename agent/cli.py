@@ -17,7 +17,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -297,15 +296,14 @@ def main(argv: list[str] | None = None) -> int:
     except FatalError as exc:
         console.print(f"mendloop: error: {exc.message}", markup=False)
         return exc.exit_code
-    except click.exceptions.NoArgsIsHelpError as exc:
-        exc.show()
-        return 2
-    except click.ClickException as exc:
-        exc.show()
-        return 2
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except (KeyboardInterrupt, Interrupted, click.exceptions.Abort):
+    except typer.TyperException as exc:  # typer's vendored click: usage errors, bad parameters
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        return 2
+    except (KeyboardInterrupt, Interrupted, typer.Abort):
         console.print("mendloop: interrupted")
         return 130
     finally:

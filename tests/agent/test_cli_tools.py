@@ -1,0 +1,101 @@
+"""The CLI's tool commands through ``main(argv)``: trace, doctor, sandbox prune, and usage errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.fake_server import ScriptedServer
+from tests.support.example import ROOT, make_repo
+
+IMAGE = os.environ.get("MENDLOOP_TEST_IMAGE", "mendloop-base:bookworm")
+FAILING = "tests/test_core.py::test_median_even"
+
+
+def test_trace_prints_the_failing_function_readably(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = make_repo(tmp_path / "repo")
+    assert main(["trace", FAILING, "--repo", str(repo), "--sandbox", "local"]) == 0
+    out = capsys.readouterr().out
+    assert "median" in out
+    assert re.search(r"call .*values=\[4, 1, 3, 2\]", out), out
+    assert re.search(r"return 3\b", out), out  # the buggy result the test saw
+
+
+def test_trace_cwm_format_follows_the_grammar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.tools.cwm_trace_grammar import parse
+
+    repo = make_repo(tmp_path / "repo")
+    assert main(["trace", FAILING, "--repo", str(repo), "--sandbox", "local", "--format", "cwm"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("<|call_sep|>") and "# << START_OF_TRACE" in out
+    frames = parse(out).frames
+    assert frames[0].event == "call" and frames[-1].event == "return"
+    assert frames[-1].arg == "3"  # the repr of the buggy return value
+
+
+def test_trace_of_a_passing_test_shows_the_call(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = make_repo(tmp_path / "repo")
+    assert main(["trace", "tests/test_core.py::test_mean", "--repo", str(repo), "--sandbox", "local"]) == 0
+    out = capsys.readouterr().out
+    assert "mean" in out and re.search(r"return 2\.5\b", out), out
+
+
+def test_trace_of_an_unknown_test_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = make_repo(tmp_path / "repo")
+    code = main(["trace", "tests/test_core.py::test_nothing_here", "--repo", str(repo), "--sandbox", "local"])
+    assert code == 2
+    assert "nothing to trace" in capsys.readouterr().err
+
+
+def test_doctor_reports_a_working_setup_and_a_missing_endpoint(capsys: pytest.CaptureFixture[str]) -> None:
+    with ScriptedServer({}) as server:
+        ok = main(["doctor", "--base-url", server.url, "--sandbox", "bwrap"])
+    out = capsys.readouterr().out
+    assert ok == 0, out
+    env_before = {k: os.environ.pop(k) for k in ("MENDLOOP_BASE_URL", "OPENAI_BASE_URL") if k in os.environ}
+    try:
+        missing = main(["doctor", "--sandbox", "bwrap"])
+    finally:
+        os.environ.update(env_before)
+    out = capsys.readouterr().out
+    assert missing != 0
+    assert "MENDLOOP_BASE_URL" in out or "--base-url" in out
+
+
+@pytest.mark.docker
+def test_sandbox_prune_removes_a_leftover_container() -> None:
+    leftover = subprocess.run(
+        ["docker", "run", "-d", "--label", "mendloop=1", "--label", "mendloop.test=prune", IMAGE, "sleep", "300"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "sandbox", "prune"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert leftover[:12] in proc.stdout
+    gone = subprocess.run(
+        ["docker", "ps", "-a", "-q", "--filter", "label=mendloop.test=prune"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert gone.stdout.strip() == ""
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["solve", "--no-such-flag"]) == 2
+    assert main(["no-such-command"]) == 2
+    assert main(["trace", FAILING, "--format", "yaml", "--sandbox", "local"]) == 2
+    assert "unknown --format" in capsys.readouterr().err
