@@ -98,9 +98,9 @@ def judge(first: TestReport, second: TestReport, files: Sequence[str] = (), expe
     if not failing:
         return Verdict(False, "it passes on the current code, so it does not reproduce the problem")
     for case in failing:
-        why = _wrong_reason(case, case.id.split("::", 1)[0], expected)
-        if why:
-            return Verdict(False, f"{case.id} fails for the wrong reason: {why} ({case.message.strip()[:200]})")
+        wrong = _wrong_reason(case, case.id.split("::", 1)[0], expected)
+        if wrong:
+            return Verdict(False, f"{case.id} fails for the wrong reason: {wrong} ({case.message.strip()[:200]})")
     return Verdict(
         True, f"{len(failing)} test(s) fail on the current code as the task describes", [c.id for c in failing]
     )
