@@ -348,7 +348,9 @@ class ModelClient:
         self._on_exchange(self._scrub_obj(record))
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
+        # Why the length floor: the key is never written on purpose; this guards against servers that echo it. A
+        # placeholder such as "x" or "none" (local servers) is no secret, and replacing it would garble the record.
+        return text.replace(self._key, "***") if len(self._key) >= 8 else text
 
     def _scrub_obj(self, value: Any) -> Any:
         if not self._key:
