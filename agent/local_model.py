@@ -247,3 +247,21 @@ def watching(server: LocalServer | None) -> Iterator[None]:
         if server is not None and not server.alive():
             server.check_alive("mid-run")
         raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m agent.local_model [MODEL]``: build/fetch what the local model needs; print the two paths."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        binary, model = prepare(args[0] if args else None, lambda m: print(m, file=sys.stderr, flush=True))
+    except FatalError as exc:
+        print(f"mendloop: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    print(f"llama-server: {binary}\nmodel: {model}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
