@@ -250,7 +250,7 @@ def run_fix(
         raise Unavailable(exc.message, failures=failures) from None
     if not result.resolved or not result.patch.strip():
         still = ", ".join(result.still_failing[:10]) or result.reason
-        message = f"mendloop: not fixed within budget ({result.reason}); still failing: {still}\n{failures}"
+        message = f"mendloop: not fixed ({result.reason}); nothing was written. Still failing: {still}"
         return FixOutcome(1, message, checks=checks, result=result)
     apply_patch(repo, result.patch)
     changed = ", ".join(_patched_files(result.patch))
