@@ -23,7 +23,7 @@ def prepare(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     cmd = test_cmd(ctx, state)
     ctx.progress(f"running the baseline tests: {cmd}")
     report = run_tests(ctx.sandbox, cmd, timeout=ctx.settings.command_timeout * 5)
-    if report.status in ("crashed", "error") and report.exit_code in (126, 127):
+    if report.exit_code in (126, 127) and not report.cases:  # the shell could not find or run the command
         first = report.output.strip().splitlines()[-1:] or [""]
         raise FatalError(f"the test command `{cmd}` cannot run in the sandbox: {first[0]}")
     ctx.progress(f"baseline: {report.summary()}")

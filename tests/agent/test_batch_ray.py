@@ -56,5 +56,7 @@ def test_twenty_tasks_on_ray(tmp_path: Path, ray_instance: Any) -> None:
     assert server.nodes().count("write") >= 20
     spans = sorted((r["started_at"], r["finished_at"]) for r in results.values())
     overlapping = sum(1 for (_, end), (start, _) in itertools.pairwise(spans) if start < end)
-    assert overlapping >= 5, "two Ray tasks ran at once (workers=2, num_cpus=2)"
+    # Serial execution gives no overlap at all; how many pairs overlap depends on the machine's load, so any one
+    # overlap proves that Ray ran tasks side by side.
+    assert overlapping >= 1, "no two Ray tasks ran at once (workers=2, num_cpus=2)"
     assert "tasks: 20 (resolved 19" in (out / "report.md").read_text()
