@@ -8,7 +8,6 @@ resumable run behind. Tests call ``main([...])`` or run ``python -m agent.cli`` 
 from __future__ import annotations
 
 import importlib
-import re
 import signal
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from rich.table import Table
 
 from agent import cli_options as opt
 from agent.config import Settings, env_config, load_settings
-from agent.runner import load_run, solve
+from agent.runner import default_run_dir, load_run, solve
 from agent.task import RunResult, Task
 from tools.errors import FatalError
 from tools.workspace import apply_patch
@@ -51,14 +50,6 @@ def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
 
 def progress(message: str) -> None:
     console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}")
-
-
-def default_run_dir(slug: str) -> Path:
-    import os
-
-    base = Path(os.environ.get("MENDLOOP_RUNS_DIR") or Path.home() / ".local" / "state" / "mendloop" / "runs")
-    clean = re.sub(r"[^A-Za-z0-9_.-]+", "-", slug).strip("-")[:40] or "run"
-    return base / f"{time.strftime('%Y%m%d-%H%M%S')}-{clean}"
 
 
 def print_summary(result: RunResult) -> None:

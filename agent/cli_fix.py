@@ -41,6 +41,7 @@ from agent.cli_options import (
 )
 from agent.config import Settings
 from agent.precommit import Unavailable, git_root, repo_relative, run_fix
+from agent.runner import default_run_dir
 from agent.task import RunResult, Task
 
 __all__ = ["fix"]
@@ -82,7 +83,7 @@ def fix(
     temperature: Temperature = None,
 ) -> int:
     """Run the checks; if they fail, repair the staged files in place and print the diff (pre-commit hook)."""
-    from agent.cli import default_run_dir, progress  # here: agent.cli imports this module while it loads
+    from agent.cli import progress  # here: agent.cli imports this module while it loads
 
     root = git_root(repo.resolve())
     settings = settings_from_flags(

@@ -9,8 +9,11 @@ without repeating a finished node.
 from __future__ import annotations
 
 import json
+import os
+import re
 import sqlite3
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,6 +34,18 @@ from tools.workspace import Workspace, apply_patch, validate_repo
 RUN_FILE = "run.json"
 CHECKPOINTS = "checkpoints.sqlite"
 THREAD: RunnableConfig = {"configurable": {"thread_id": "repair"}, "recursion_limit": 10_000}
+
+
+def default_run_dir(slug: str, environ: Mapping[str, str] | None = None) -> Path:
+    """Where a run goes without ``--out``: ``$MENDLOOP_RUNS_DIR`` or ``~/.local/state/mendloop/runs``, never the repo.
+
+    Why outside the repository: a run directory inside the target would be copied into the next run's workspace and
+    show up in ``git status``.
+    """
+    env = os.environ if environ is None else environ
+    base = Path(env.get("MENDLOOP_RUNS_DIR") or Path.home() / ".local" / "state" / "mendloop" / "runs")
+    clean = re.sub(r"[^A-Za-z0-9_.-]+", "-", slug).strip("-")[:40] or "run"
+    return base / f"{time.strftime('%Y%m%d-%H%M%S')}-{clean}"
 
 
 def load_run(run_dir: Path) -> tuple[Task, dict[str, Any]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from agent.github import (
     resolve_token,
     web_host,
 )
+from agent.runner import default_run_dir
 from agent.task import RunResult, Task
 from tools.errors import FatalError
 
@@ -145,12 +145,6 @@ def solve_issue(
 
 
 # --- deciding -----------------------------------------------------------------------------------------------
-
-
-def default_run_dir(instance_id: str, environ: Mapping[str, str]) -> Path:
-    """Where a run goes without ``--out``: the same place as ``mendloop solve`` runs (``MENDLOOP_RUNS_DIR``)."""
-    base = environ.get("MENDLOOP_RUNS_DIR") or Path.home() / ".local" / "state" / "mendloop" / "runs"
-    return Path(base) / f"{time.strftime('%Y%m%d-%H%M%S')}-{instance_id}"
 
 
 def _plan(
