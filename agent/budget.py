@@ -80,9 +80,7 @@ class Usage:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Usage:
         data = data or {}
-        per_node = {
-            str(n): {k: int(v) for k, v in c.items()} for n, c in dict(data.get("per_node", {})).items()
-        }
+        per_node = {str(n): {k: int(v) for k, v in c.items()} for n, c in dict(data.get("per_node", {})).items()}
         cost = data.get("cost")
         return cls(
             calls=int(data.get("calls", 0)),
@@ -132,9 +130,7 @@ class Budget:
         """USD for these tokens, or ``None`` when the model has no known price."""
         if not self.priced:
             return None
-        return (
-            prompt_tokens * (self.price_prompt or 0.0) + completion_tokens * (self.price_completion or 0.0)
-        ) / 1e6
+        return (prompt_tokens * (self.price_prompt or 0.0) + completion_tokens * (self.price_completion or 0.0)) / 1e6
 
     def remaining_tokens(self, usage: Usage) -> int | None:
         return None if self.max_total_tokens is None else max(0, self.max_total_tokens - usage.total_tokens)
@@ -147,9 +143,7 @@ class Budget:
         if self.max_calls is not None and usage.calls >= self.max_calls:
             raise BudgetExceeded(f"model call budget spent: {usage.calls} of {self.max_calls} calls made")
         if self.max_total_tokens is not None and usage.total_tokens >= self.max_total_tokens:
-            raise BudgetExceeded(
-                f"token budget spent: {usage.total_tokens} of {self.max_total_tokens} tokens used"
-            )
+            raise BudgetExceeded(f"token budget spent: {usage.total_tokens} of {self.max_total_tokens} tokens used")
         if self.max_wall_time is not None and started_at is not None:
             elapsed = (time.time() if now is None else now) - started_at
             if elapsed >= self.max_wall_time:

@@ -205,9 +205,7 @@ class ScriptedServer:
             return (
                 404,
                 {},
-                _error_body(
-                    f"The model `{model}` does not exist", "invalid_request_error", "model_not_found"
-                ),
+                _error_body(f"The model `{model}` does not exist", "invalid_request_error", "model_not_found"),
             )
         reply = self._next_reply(request)
         if reply is None:
@@ -222,13 +220,7 @@ class ScriptedServer:
         if "body" in spec:
             return status, headers, spec["body"]
         if status != 200:
-            kind = (
-                "rate_limit_error"
-                if status == 429
-                else "server_error"
-                if status >= 500
-                else "invalid_request_error"
-            )
+            kind = "rate_limit_error" if status == 429 else "server_error" if status >= 500 else "invalid_request_error"
             return status, headers, _error_body(f"scripted error {status}", kind)
         return status, headers, self._completion(model, body, spec)
 
@@ -241,9 +233,7 @@ class ScriptedServer:
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if calls:
             message["tool_calls"] = calls
-        completion_text = (content or "") + "".join(
-            c["function"]["name"] + c["function"]["arguments"] for c in calls
-        )
+        completion_text = (content or "") + "".join(c["function"]["name"] + c["function"]["arguments"] for c in calls)
         prompt_tokens = count_tokens(_prompt_text(body))
         completion_tokens = count_tokens(completion_text)
         usage = spec.get("usage") or {
@@ -340,19 +330,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds to wait before every chat reply")
     parser.add_argument("--log", type=Path, default=None, help="append every request here as a JSON line")
-    parser.add_argument(
-        "--model", action="append", default=None, help="a model to offer (repeatable; '*' = any)"
-    )
+    parser.add_argument("--model", action="append", default=None, help="a model to offer (repeatable; '*' = any)")
     args = parser.parse_args(argv)
     script = json.loads(args.script.read_text(encoding="utf-8"))
     if not isinstance(script, dict) or not all(isinstance(v, list) for v in script.values()):
-        print(
-            f"{args.script}: expected a JSON object mapping node names to lists of replies", file=sys.stderr
-        )
+        print(f"{args.script}: expected a JSON object mapping node names to lists of replies", file=sys.stderr)
         return 2
-    server = ScriptedServer(
-        script, models=args.model or ("facebook/cwm",), latency=args.latency, log=args.log
-    )
+    server = ScriptedServer(script, models=args.model or ("facebook/cwm",), latency=args.latency, log=args.log)
     server.start(args.port)
     print(server.url, flush=True)
     try:

@@ -262,14 +262,10 @@ class ModelClient:
         try:
             offered = self.list_models()
         except openai.OpenAIError:
-            return (
-                f"model '{model}' not found at {self.url} (HTTP 404: {detail}); it does not list its models"
-            )
+            return f"model '{model}' not found at {self.url} (HTTP 404: {detail}); it does not list its models"
         if model in offered:
             return f"the model endpoint at {self.url} answered HTTP 404: {detail} (base URL without /v1?)"
-        return (
-            f"model '{model}' not found at {self.url}; the endpoint offers: {', '.join(offered) or 'nothing'}"
-        )
+        return f"model '{model}' not found at {self.url}; the endpoint offers: {', '.join(offered) or 'nothing'}"
 
     def _exhausted(self, failure: _Retryable, attempts: int) -> str:
         if failure.unreachable:

@@ -46,8 +46,7 @@ def is_test_file(rel: str) -> bool:
     name = rel.rsplit("/", 1)[-1]
     parts = rel.split("/")
     return (
-        (name.startswith("test_")
-        and name.endswith(".py"))
+        (name.startswith("test_") and name.endswith(".py"))
         or name.endswith("_test.py")
         or name == "conftest.py"
         or any(p in ("tests", "test", "testing") for p in parts[:-1])

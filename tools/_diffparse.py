@@ -142,12 +142,7 @@ def _read_hunk(lines: list[str], i: int, header: str) -> tuple[Hunk, int]:
     seen_old = seen_new = 0
     while i < len(lines) and not _is_boundary(lines, i):
         line = lines[i]
-        done = (
-            old_count is not None
-            and new_count is not None
-            and seen_old >= old_count
-            and seen_new >= new_count
-        )
+        done = old_count is not None and new_count is not None and seen_old >= old_count and seen_new >= new_count
         if line == "" or line[0] not in " +-\\":
             if done:
                 break

@@ -138,9 +138,7 @@ def _describe_ambiguous(found: Ambiguous) -> str:
     )
 
 
-def apply_hunk(
-    hay: Sequence[str], hunk: Hunk, expected: int | None, shown: Sequence[str] | None = None
-) -> HunkResult:
+def apply_hunk(hay: Sequence[str], hunk: Hunk, expected: int | None, shown: Sequence[str] | None = None) -> HunkResult:
     """Place one hunk; ``shown`` is the file as the model knows it, for the "closest lines" of a failure."""
     readings = variants(hunk, hay)
     if all(op == " " for ops in readings for op, _ in ops):
@@ -151,9 +149,7 @@ def apply_hunk(
             return HunkResult(False, "it has no context lines and no line number, so it cannot be placed")
         pos = min(expected or 0, len(hay))
         added = new_side(primary)
-        return HunkResult(
-            True, f"inserted at line {pos + 1}", [*hay[:pos], *added, *hay[pos:]], pos, len(added)
-        )
+        return HunkResult(True, f"inserted at line {pos + 1}", [*hay[:pos], *added, *hay[pos:]], pos, len(added))
     found = locate(hay, [primary], expected)
     if found is None:
         done = locate(hay, [tuple(("-", t) for t in new_side(primary))], expected)

@@ -78,9 +78,7 @@ def _find(
         if keys[pos] != nkeys[0] or keys[pos : pos + m] != nkeys:
             continue
         deltas = {
-            _width(_indent(hay[pos + j]), tab) - _width(_indent(needle[j]), tab)
-            for j in range(m)
-            if needle[j].strip()
+            _width(_indent(hay[pos + j]), tab) - _width(_indent(needle[j]), tab) for j in range(m) if needle[j].strip()
         }
         if len(deltas) <= 1:
             found[pos] = deltas.pop() if deltas else 0
@@ -98,9 +96,7 @@ def _nearest(positions: Sequence[int], expected: int | None) -> int | None:
     return ranked[0]
 
 
-def locate(
-    hay: Sequence[str], variants: Sequence[Sequence[Op]], expected: int | None
-) -> Match | Ambiguous | None:
+def locate(hay: Sequence[str], variants: Sequence[Sequence[Op]], expected: int | None) -> Match | Ambiguous | None:
     """Find the old side of one of ``variants`` in ``hay``: rung by rung, within a rung variant by variant."""
     if expected is not None:
         for ops in variants:

@@ -323,9 +323,7 @@ def apply_edit(root: Path, edit: Edit, *, protected: Protected | None = None) ->
         )
 
 
-def apply_edits(
-    root: Path, edits: Sequence[Edit], *, protected: Protected | None = None
-) -> list[EditOutcome]:
+def apply_edits(root: Path, edits: Sequence[Edit], *, protected: Protected | None = None) -> list[EditOutcome]:
     """Apply edits in order: each sees the previous ones' result; a failure does not stop the rest."""
     return [apply_edit(root, edit, protected=protected) for edit in edits]
 

@@ -24,9 +24,7 @@ __all__ = ["CalledProcessError", "Completed", "decode", "encode", "git", "run"]
 
 _GIT_IDENTITY = ("mendloop", "mendloop@localhost")
 # git subcommands that write commits and so need an identity on a machine where none is configured.
-_NEEDS_IDENTITY = frozenset(
-    {"commit", "commit-tree", "merge", "rebase", "cherry-pick", "am", "stash", "revert", "tag"}
-)
+_NEEDS_IDENTITY = frozenset({"commit", "commit-tree", "merge", "rebase", "cherry-pick", "am", "stash", "revert", "tag"})
 
 
 @dataclass

@@ -26,9 +26,7 @@ BASE_REF = "refs/mendloop/base"
 # Files that running tests creates; they never belong in a diff.
 SCRATCH_EXCLUDES = (".mendloop/", "__pycache__/", ".pytest_cache/", "*.pyc", ".hypothesis/")
 # Skipped when copying a directory that is not a git work tree.
-COPY_SKIP = frozenset(
-    {".git", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache", ".pytest_cache"}
-)
+COPY_SKIP = frozenset({".git", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache", ".pytest_cache"})
 _BASE_MESSAGE = "mendloop base"
 # Written into the scratch repo's config: no hooks, no signing, no gc that could drop snapshot trees, and an
 # identity of its own so the baseline commit works on any machine.
@@ -98,9 +96,7 @@ class Workspace:
             proc.git("config", key, value, cwd=dest)
         exclude = dest / ".git" / "info" / "exclude"
         exclude.parent.mkdir(parents=True, exist_ok=True)
-        exclude.write_text(
-            "# mendloop: files that running tests creates\n" + "\n".join(SCRATCH_EXCLUDES) + "\n"
-        )
+        exclude.write_text("# mendloop: files that running tests creates\n" + "\n".join(SCRATCH_EXCLUDES) + "\n")
         # -f: a file the user tracks although it matches .gitignore is part of the baseline all the same.
         _git(dest, "add", "-A", "-f", ".")
         _git(dest, "commit", "-q", "--no-verify", "--allow-empty", "-m", _BASE_MESSAGE)
@@ -179,9 +175,7 @@ def _three_way(target: Path, data: bytes, env: dict[str, str], check_only: bool)
         if index.exists():
             shutil.copyfile(index, trial)
         trial_env = {**env, "GIT_INDEX_FILE": str(trial)}
-        merged = proc.git(
-            "apply", "--3way", "--cached", "-", cwd=target, input=data, env=trial_env, check=False
-        )
+        merged = proc.git("apply", "--3way", "--cached", "-", cwd=target, input=data, env=trial_env, check=False)
         if merged.returncode != 0:
             return False
         if check_only:
@@ -244,9 +238,7 @@ def _copy_paths(repo: Path, dest: Path, paths: Iterable[str]) -> None:
         if src.is_symlink():
             os.symlink(os.readlink(src), out)
         elif src.is_dir():  # a submodule: copy its files, not its .git
-            shutil.copytree(
-                src, out, symlinks=True, ignore=shutil.ignore_patterns(".git"), dirs_exist_ok=True
-            )
+            shutil.copytree(src, out, symlinks=True, ignore=shutil.ignore_patterns(".git"), dirs_exist_ok=True)
         else:
             shutil.copy2(src, out)
 

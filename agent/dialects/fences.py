@@ -156,9 +156,7 @@ def parse_fenced(text: str) -> tuple[list[Edit], list[str]]:
             edits.append(UnifiedDiff(_join(fence.body)))
         elif path is not None:
             if not fence.closed:
-                problems.append(
-                    f"the code block for {path} is not closed with ``` - the file was not written"
-                )
+                problems.append(f"the code block for {path} is not closed with ``` - the file was not written")
             else:
                 edits.append(WholeFile(path, _join(fence.body)))
     if any(_SEARCH.match(ln) for ln in outside):

@@ -75,9 +75,7 @@ _ALIASES = {
     "patch": ("patch", "diff", "input"),
     "command": ("command", "cmd"),
 }
-_CALL_HINT = re.compile(
-    r"""["'](?:name|function|tool)["']\s*:\s*["'](?:edit|create|apply_patch|submit|bash)\b"""
-)
+_CALL_HINT = re.compile(r"""["'](?:name|function|tool)["']\s*:\s*["'](?:edit|create|apply_patch|submit|bash)\b""")
 _DECODER = json.JSONDecoder(strict=False)  # small models put raw newlines inside JSON strings
 
 

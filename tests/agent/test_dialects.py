@@ -79,9 +79,7 @@ def test_cwm_edit_after_think() -> None:
     parsed = cwm(CWM_EDIT)
     assert parsed.reasoning.startswith("The slice drops") and parsed.reasoning.endswith("afterwards.")
     assert parsed.answer.startswith("The bug is")
-    assert parsed.actions == [
-        SearchReplace("src/pkg/parser.py", "    return tokens[1:]\n", "    return tokens\n")
-    ]
+    assert parsed.actions == [SearchReplace("src/pkg/parser.py", "    return tokens[1:]\n", "    return tokens\n")]
     assert parsed.problems == []
 
 
@@ -212,9 +210,7 @@ Here is the patch:
 def test_cwm_observation_body() -> None:
     dialect = CwmDialect()
     completion = Completion(content="x")
-    (message,) = dialect.observation_messages(
-        completion, "3 passed", remaining_turns=5, remaining_tokens=1200
-    )
+    (message,) = dialect.observation_messages(completion, "3 passed", remaining_turns=5, remaining_tokens=1200)
     assert message == {
         "role": "user",
         "content": "<output>\n3 passed\n</output>\n\n"
@@ -335,9 +331,7 @@ def test_openai_several_json_calls_in_one_answer() -> None:
 
 
 def test_openai_broken_json_call_is_a_problem() -> None:
-    parsed = oai(
-        '```json\n{"name": "edit", "arguments": {"path": "a.py", "search": "x" "replace": "y"}}\n```'
-    )
+    parsed = oai('```json\n{"name": "edit", "arguments": {"path": "a.py", "search": "x" "replace": "y"}}\n```')
     assert parsed.actions == []
     assert parsed.problems and parsed.problems[0].startswith("a tool call written as JSON could not be read")
 
@@ -423,9 +417,7 @@ x = 2
 
 def test_search_replace_without_a_path_is_a_problem() -> None:
     edits, problems = parse_fenced("Change this:\n<<<<<<< SEARCH\na\n=======\nb\n>>>>>>> REPLACE\n")
-    assert edits == [] and problems == [
-        "a SEARCH/REPLACE block has no file path: put the path on the line before it"
-    ]
+    assert edits == [] and problems == ["a SEARCH/REPLACE block has no file path: put the path on the line before it"]
 
 
 def test_git_diff_fence_without_a_language() -> None:
@@ -465,6 +457,7 @@ def test_cwm_empty_submit_block_is_read() -> None:
     from agent.model import Completion
 
     answer = "done\n</think>\n<tool: submit>\n</tool>"
-    parsed = CwmDialect().parse(Completion(content=answer, tool_calls=[], finish_reason="stop",
-                                           prompt_tokens=0, completion_tokens=0))
+    parsed = CwmDialect().parse(
+        Completion(content=answer, tool_calls=[], finish_reason="stop", prompt_tokens=0, completion_tokens=0)
+    )
     assert parsed.actions == [Submit(path=None)] and parsed.problems == []

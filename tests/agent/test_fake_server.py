@@ -14,9 +14,7 @@ import pytest
 from agent.fake_server import NODE_HEADER, ScriptedServer, count_tokens
 
 
-def chat(
-    server: ScriptedServer, node: str | None, model: str = "facebook/cwm", **extra: object
-) -> httpx.Response:
+def chat(server: ScriptedServer, node: str | None, model: str = "facebook/cwm", **extra: object) -> httpx.Response:
     headers = {NODE_HEADER: node} if node else {}
     body = {"model": model, "messages": [{"role": "user", "content": "fix the bug please"}], **extra}
     return httpx.post(f"{server.url}/chat/completions", json=body, headers=headers, timeout=10)
@@ -34,9 +32,7 @@ def test_routes_by_node_header_and_repeats_the_last_reply(scripted_server: Scrip
 
 
 def test_usage_is_computed_when_not_scripted(scripted_server: ScriptedServer) -> None:
-    scripted_server.add(
-        "write", "two words", {"content": "x", "usage": {"prompt_tokens": 7, "completion_tokens": 3}}
-    )
+    scripted_server.add("write", "two words", {"content": "x", "usage": {"prompt_tokens": 7, "completion_tokens": 3}})
     first = chat(scripted_server, "write").json()["usage"]
     assert first["prompt_tokens"] == count_tokens("fix the bug please") == 4
     assert first["completion_tokens"] == 2

@@ -49,9 +49,7 @@ def test_every_request_is_tagged_with_its_node(scripted_server: ScriptedServer) 
 
 def test_request_parameters_are_sent_and_n_never_is(scripted_server: ScriptedServer) -> None:
     scripted_server.add("write", "ok")
-    client = client_for(
-        scripted_server.url, temperature=0.3, max_completion_tokens=77, extra_body={"seed": 5}
-    )
+    client = client_for(scripted_server.url, temperature=0.3, max_completion_tokens=77, extra_body={"seed": 5})
     client.complete(HELLO, node="write", tools=[{"type": "function", "function": {"name": "submit"}}])
     body = scripted_server.requests[-1].body
     assert body["temperature"] == 0.3 and body["top_p"] == 0.95
@@ -113,9 +111,7 @@ def test_unreachable_endpoint_is_one_line() -> None:
 
 
 def test_no_base_url_says_how_to_set_one() -> None:
-    with pytest.raises(
-        EndpointError, match="no model endpoint configured: pass --base-url or set MENDLOOP_BASE_URL"
-    ):
+    with pytest.raises(EndpointError, match="no model endpoint configured: pass --base-url or set MENDLOOP_BASE_URL"):
         ModelClient(Settings())
 
 
@@ -201,9 +197,7 @@ def test_usage_is_summed_per_node_and_survives_a_resume(scripted_server: Scripte
 
 def test_wall_time_budget_counts_from_started_at(scripted_server: ScriptedServer) -> None:
     scripted_server.add("*", "never sent")
-    client = ModelClient(
-        Settings(base_url=scripted_server.url, max_wall_time=60), started_at=time.time() - 61
-    )
+    client = ModelClient(Settings(base_url=scripted_server.url, max_wall_time=60), started_at=time.time() - 61)
     with pytest.raises(BudgetExceeded, match="time budget"):
         client.complete(HELLO, node="write")
     assert scripted_server.requests == []
@@ -260,9 +254,7 @@ def test_mock_transport_fakes_the_endpoint_at_the_http_layer() -> None:
         )
 
     http_client = httpx.Client(transport=httpx.MockTransport(handler))
-    client = ModelClient(
-        Settings(base_url="http://model.test/v1", api_key=SecretStr(KEY)), http_client=http_client
-    )
+    client = ModelClient(Settings(base_url="http://model.test/v1", api_key=SecretStr(KEY)), http_client=http_client)
     completion = client.complete(HELLO, node="verify")
     assert completion.content.endswith("done")
     assert completion.prompt_tokens > 0 and completion.completion_tokens > 0

@@ -25,9 +25,7 @@ def test_resolve_path_inside_root(tmp_path: Path) -> None:
     assert resolve_path(tmp_path, "./pkg/x.py") == tmp_path.resolve() / "pkg" / "x.py"
 
 
-@pytest.mark.parametrize(
-    "rel", ["../x.py", "a/../../x.py", "/etc/passwd", "C:/x.py", "", ".git/hooks/pre-commit"]
-)
+@pytest.mark.parametrize("rel", ["../x.py", "a/../../x.py", "/etc/passwd", "C:/x.py", "", ".git/hooks/pre-commit"])
 def test_resolve_path_refuses(tmp_path: Path, rel: str) -> None:
     with pytest.raises(PathRefused) as info:
         resolve_path(tmp_path, rel)
@@ -167,9 +165,7 @@ def test_check_syntax_reports_file_line_col_and_the_line(tmp_path: Path) -> None
     (tmp_path / "bad.py").write_text("def f(:\n    return 1\n")
     (tmp_path / "notes.txt").write_text("def f(:\n")
     (tmp_path / "latin.py").write_bytes("s = 'caf\xe9'\n".encode("latin-1"))
-    problems = check_syntax(
-        tmp_path, ["good.py", "bad.py", "notes.txt", "missing.py", "latin.py", "../up.py"]
-    )
+    problems = check_syntax(tmp_path, ["good.py", "bad.py", "notes.txt", "missing.py", "latin.py", "../up.py"])
     assert len(problems) == 3
     assert problems[0].startswith("bad.py:1:7: ")
     assert "def f(:" in problems[0]
@@ -312,9 +308,7 @@ def test_arbitrary_diffish_text_gives_an_outcome_not_a_crash(lines: list[str], s
 
 
 @settings(max_examples=100, deadline=None)
-@given(
-    st.text("ab \n\t", max_size=12), st.text("ab \n\t", max_size=12), st.sampled_from(["a\nb\n", " a\n\tb"])
-)
+@given(st.text("ab \n\t", max_size=12), st.text("ab \n\t", max_size=12), st.sampled_from(["a\nb\n", " a\n\tb"]))
 def test_arbitrary_search_replace_gives_an_outcome_not_a_crash(search: str, replace: str, start: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "f.txt").write_text(start)
@@ -326,8 +320,7 @@ def test_failing_hunk_on_a_big_file_answers_quickly(tmp_path: Path) -> None:
     """The "closest lines" search once took half a minute on 10,000 similar lines; keep it quick."""
     (tmp_path / "big.py").write_text("".join(f"    value_{i} = compute({i})\n" for i in range(10000)))
     body = "".join(
-        f"     value_{5000 + g * 3} = compute({5000 + g * 3})\n-    nope_{g}\n+    yes_{g}\n"
-        for g in range(4)
+        f"     value_{5000 + g * 3} = compute({5000 + g * 3})\n-    nope_{g}\n+    yes_{g}\n" for g in range(4)
     )
     started = time.monotonic()
     outcome = apply_edit(tmp_path, UnifiedDiff("--- a/big.py\n+++ b/big.py\n@@ -5000,7 +5000,7 @@\n" + body))

@@ -76,9 +76,7 @@ CASES: list[Case] = [
     Case(
         "wrong_line_numbers",
         {"calc.py": b(SRC)},
-        UnifiedDiff(
-            diff("calc.py", "@@ -40,3 +40,3 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n \n")
-        ),
+        UnifiedDiff(diff("calc.py", "@@ -40,3 +40,3 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n \n")),
         {"calc.py": b(src_with("return a - b", "return b - a"))},
     ),
     Case(
@@ -120,43 +118,35 @@ CASES: list[Case] = [
     Case(
         "tab_indented_file_space_diff",
         {"t.py": b(TABS)},
-        UnifiedDiff(
-            diff("t.py", "@@ -1,3 +1,4 @@\n def f(x):\n     if x:\n+        print(x)\n         return 1\n")
-        ),
+        UnifiedDiff(diff("t.py", "@@ -1,3 +1,4 @@\n def f(x):\n     if x:\n+        print(x)\n         return 1\n")),
         {"t.py": b("def f(x):\n\tif x:\n\t\tprint(x)\n\t\treturn 1\n\treturn 0\n")},
     ),
     Case(
         "space_file_tab_diff",
         {"calc.py": b(SRC)},
-        UnifiedDiff(
-            diff("calc.py", "@@ -16,3 +16,4 @@\n \tdef push(self, x):\n \t\tself.total += x\n+\t\tx += 0\n")
-        ),
+        UnifiedDiff(diff("calc.py", "@@ -16,3 +16,4 @@\n \tdef push(self, x):\n \t\tself.total += x\n+\t\tx += 0\n")),
         {"calc.py": b(src_with("self.total += x\n", "self.total += x\n        x += 0\n"))},
     ),
     Case(
         "crlf_file_lf_diff",
         {"calc.py": b(SRC.replace("\n", "\r\n"))},
-        UnifiedDiff(
-            diff("calc.py", "@@ -8,2 +8,2 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n")
-        ),
+        UnifiedDiff(diff("calc.py", "@@ -8,2 +8,2 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n")),
         {"calc.py": b(src_with("return a - b", "return b - a").replace("\n", "\r\n"))},
     ),
     Case(
         "crlf_diff_lf_file",
         {"calc.py": b(SRC)},
         UnifiedDiff(
-            diff(
-                "calc.py", "@@ -8,2 +8,2 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n"
-            ).replace("\n", "\r\n")
+            diff("calc.py", "@@ -8,2 +8,2 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n").replace(
+                "\n", "\r\n"
+            )
         ),
         {"calc.py": b(src_with("return a - b", "return b - a"))},
     ),
     Case(
         "trailing_whitespace_in_context",
         {"calc.py": b(SRC)},
-        UnifiedDiff(
-            diff("calc.py", "@@ -8,2 +8,2 @@\n def sub(a, b):   \n-    return a - b \n+    return b - a\n")
-        ),
+        UnifiedDiff(diff("calc.py", "@@ -8,2 +8,2 @@\n def sub(a, b):   \n-    return a - b \n+    return b - a\n")),
         {"calc.py": b(src_with("return a - b", "return b - a"))},
     ),
     Case(
@@ -219,8 +209,7 @@ CASES: list[Case] = [
         "no_a_b_prefixes",
         {"pkg/calc.py": b(SRC)},
         UnifiedDiff(
-            "--- pkg/calc.py\n+++ pkg/calc.py\n"
-            "@@ -8,2 +8,2 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n"
+            "--- pkg/calc.py\n+++ pkg/calc.py\n@@ -8,2 +8,2 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n"
         ),
         {"pkg/calc.py": b(src_with("return a - b", "return b - a"))},
     ),
@@ -252,9 +241,7 @@ CASES: list[Case] = [
     Case(
         "hunk_count_too_small",
         {"calc.py": b(SRC)},
-        UnifiedDiff(
-            diff("calc.py", "@@ -8,1 +8,1 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n")
-        ),
+        UnifiedDiff(diff("calc.py", "@@ -8,1 +8,1 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n")),
         {"calc.py": b(src_with("return a - b", "return b - a"))},
     ),
     Case(
@@ -281,9 +268,7 @@ CASES: list[Case] = [
     Case(
         "hunk_count_too_large",
         {"calc.py": b(SRC)},
-        UnifiedDiff(
-            diff("calc.py", "@@ -8,7 +8,9 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n")
-        ),
+        UnifiedDiff(diff("calc.py", "@@ -8,7 +8,9 @@\n def sub(a, b):\n-    return a - b\n+    return b - a\n")),
         {"calc.py": b(src_with("return a - b", "return b - a"))},
     ),
     Case(
@@ -292,8 +277,7 @@ CASES: list[Case] = [
         UnifiedDiff(
             diff(
                 "calc.py",
-                "@@ -16,3 +16,4 @@\n def push(self, x):\n     self.total += x\n+    print(x)\n"
-                "     return self.total\n",
+                "@@ -16,3 +16,4 @@\n def push(self, x):\n     self.total += x\n+    print(x)\n     return self.total\n",
             )
         ),
         {"calc.py": b(src_with("self.total += x\n", "self.total += x\n        print(x)\n"))},
@@ -313,9 +297,7 @@ CASES: list[Case] = [
     Case(
         "blank_context_lines_without_space",
         {"calc.py": b(SRC)},
-        UnifiedDiff(
-            diff("calc.py", "@@ -5,4 +5,4 @@\n     return a + b\n\n\n-def sub(a, b):\n+def subtract(a, b):\n")
-        ),
+        UnifiedDiff(diff("calc.py", "@@ -5,4 +5,4 @@\n     return a + b\n\n\n-def sub(a, b):\n+def subtract(a, b):\n")),
         {"calc.py": b(src_with("def sub(", "def subtract("))},
     ),
     Case(
@@ -402,9 +384,7 @@ CASES: list[Case] = [
     Case(
         "search_replace_trailing_whitespace_and_blank_edges",
         {"calc.py": b(SRC)},
-        SearchReplace(
-            "calc.py", "\n\n\ndef sub(a, b):  \n    return a - b\n\n", "def sub(a, b):\n    return b - a\n"
-        ),
+        SearchReplace("calc.py", "\n\n\ndef sub(a, b):  \n    return a - b\n\n", "def sub(a, b):\n    return b - a\n"),
         {"calc.py": b(src_with("return a - b", "return b - a"))},
     ),
     Case(
@@ -556,17 +536,13 @@ REFUSALS: list[Refusal] = [
     Refusal(
         "binary_files_differ",
         {"img.png": b"\x89PNG\x00\x01"},
-        UnifiedDiff(
-            "diff --git a/img.png b/img.png\nindex 1..2 100644\nBinary files a/img.png and b/img.png differ\n"
-        ),
+        UnifiedDiff("diff --git a/img.png b/img.png\nindex 1..2 100644\nBinary files a/img.png and b/img.png differ\n"),
         ("img.png", "binary"),
     ),
     Refusal(
         "git_binary_patch",
         {"img.png": b"\x89PNG\x00\x01"},
-        UnifiedDiff(
-            "diff --git a/img.png b/img.png\nindex 1..2 100644\nGIT binary patch\nliteral 5\nMcmZ?wbhEHb\n\n"
-        ),
+        UnifiedDiff("diff --git a/img.png b/img.png\nindex 1..2 100644\nGIT binary patch\nliteral 5\nMcmZ?wbhEHb\n\n"),
         ("img.png", "binary"),
     ),
     Refusal(

@@ -59,9 +59,7 @@ def test_git_message_hides_config_plumbing(tmp_path: Path) -> None:
     assert info.value.message.startswith("command `git apply --check missing.patch` failed (exit ")
 
 
-def test_git_commit_works_without_configured_identity(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_git_commit_works_without_configured_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
@@ -75,10 +73,7 @@ def test_git_commit_works_without_configured_identity(
     (repo / "a.txt").write_text("a\n")
     proc.git("add", "a.txt", cwd=repo)
     proc.git("commit", "-q", "-m", "first", cwd=repo)
-    assert (
-        proc.git("log", "-1", "--format=%an <%ae>", cwd=repo).stdout.strip()
-        == "mendloop <mendloop@localhost>"
-    )
+    assert proc.git("log", "-1", "--format=%an <%ae>", cwd=repo).stdout.strip() == "mendloop <mendloop@localhost>"
     # A configured identity wins over the default.
     proc.git("config", "user.name", "Ada", cwd=repo)
     proc.git("config", "user.email", "ada@example.org", cwd=repo)

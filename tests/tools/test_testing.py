@@ -172,9 +172,7 @@ def test_selected_ids_are_quoted_and_rerun_exactly(tmp_path: Path) -> None:
 
 
 def test_collection_error_syntax(tmp_path: Path) -> None:
-    sandbox = project(
-        tmp_path / "p", {"tests/test_ok.py": "def test_a(): pass\n", "tests/test_bad.py": "def f(:\n"}
-    )
+    sandbox = project(tmp_path / "p", {"tests/test_ok.py": "def test_a(): pass\n", "tests/test_bad.py": "def f(:\n"})
     report = run_tests(sandbox, PYTEST)
     assert report.status == "collection_error" and report.exit_code == 2
     assert report.failed == ["tests/test_bad.py"]
@@ -185,9 +183,7 @@ def test_collection_error_syntax(tmp_path: Path) -> None:
 
 
 def test_collection_error_import(tmp_path: Path) -> None:
-    sandbox = project(
-        tmp_path / "p", {"tests/test_imp.py": "import no_such_module_xyz\n\ndef test_a(): pass\n"}
-    )
+    sandbox = project(tmp_path / "p", {"tests/test_imp.py": "import no_such_module_xyz\n\ndef test_a(): pass\n"})
     report = run_tests(sandbox, PYTEST)
     assert report.status == "collection_error"
     feedback = report.feedback()
@@ -218,13 +214,9 @@ def test_timeout(tmp_path: Path) -> None:
     assert "timed out" in report.feedback()
 
 
-@pytest.mark.parametrize(
-    "body", ["os._exit(3)", "os.kill(os.getpid(), signal.SIGKILL)"], ids=["os-exit-3", "sigkill"]
-)
+@pytest.mark.parametrize("body", ["os._exit(3)", "os.kill(os.getpid(), signal.SIGKILL)"], ids=["os-exit-3", "sigkill"])
 def test_crash(tmp_path: Path, body: str) -> None:
-    files = {
-        "tests/test_crash.py": f"import os, signal\n\ndef test_ok(): pass\n\ndef test_dies():\n    {body}\n"
-    }
+    files = {"tests/test_crash.py": f"import os, signal\n\ndef test_ok(): pass\n\ndef test_dies():\n    {body}\n"}
     report = run_tests(project(tmp_path / "p", files), PYTEST)
     assert report.status == "crashed"
     assert report.summary().startswith("test process crashed (")

@@ -190,9 +190,7 @@ def test_create_from_base_ref_exports_that_commit(repo: Path, tmp_path: Path) ->
 
 def test_create_from_plain_directory_skips_caches(tmp_path: Path) -> None:
     src = tmp_path / "src"
-    write(
-        src, {"a.py": "a\n", ".venv/lib.py": "v\n", "node_modules/x.js": "x\n", "sub/__pycache__/c.pyc": "c"}
-    )
+    write(src, {"a.py": "a\n", ".venv/lib.py": "v\n", "node_modules/x.js": "x\n", "sub/__pycache__/c.pyc": "c"})
     write(src, {".git/HEAD": "junk\n", "sub/b.py": "b\n", ".mypy_cache/m": "m"})
     ws = Workspace.create(src, tmp_path / "ws")
     assert tree(ws.root) == {"a.py": "a\n", "sub/b.py": "b\n"}
