@@ -194,7 +194,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sandbox", default="local")
     p.add_argument("--dialect", default=None)
     p.add_argument("--max-completion-tokens", type=int, default=None)
-    p.add_argument("--command-timeout", type=float, default=20.0)
+    p.add_argument("--command-timeout", type=float, default=6.0, help="x5 for a whole test run")
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--resume", action="store_true")
     args = p.parse_args(argv)
