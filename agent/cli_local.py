@@ -25,7 +25,7 @@ LocalModel = Annotated[
     str | None,
     typer.Option(
         "--local-model",
-        help="A .gguf file, or qwen2.5-coder-0.5b-instruct-q4_k_m (default) / qwen2.5-coder-1.5b-instruct-q4_k_m.",
+        help="A .gguf file, or qwen2.5-coder-1.5b-instruct-q4_k_m (default) / qwen2.5-coder-0.5b-instruct-q4_k_m.",
     ),
 ]
 CtxSize = Annotated[int, typer.Option("--ctx-size", help="Context window in tokens.")]
@@ -44,8 +44,8 @@ def serve_local(
         str | None,
         typer.Option(
             "--model",
-            help="A .gguf file, or a known name: qwen2.5-coder-0.5b-instruct-q4_k_m (default), "
-            "qwen2.5-coder-1.5b-instruct-q4_k_m.",
+            help="A .gguf file, or a known name: qwen2.5-coder-1.5b-instruct-q4_k_m (default), "
+            "qwen2.5-coder-0.5b-instruct-q4_k_m.",
         ),
     ] = None,
     ctx_size: CtxSize = 4096,

@@ -182,7 +182,7 @@ def test_demo_runs_the_full_loop_with_the_real_local_model(tmp_path: Path) -> No
     report = (out / "report.md").read_text()
     assert report.startswith("# mendloop: median() is wrong for lists with an even number of values")
     assert "**Status:** resolved" in report or "**Status:** unresolved" in report
-    assert "## Patch" in report and "qwen2.5-coder-0.5b" in report.lower()
+    assert "## Patch" in report and DEFAULT_MODEL in report.lower()
     exchanges = [json.loads(line) for line in (out / "trajectory.jsonl").read_text().splitlines() if line.strip()]
     assert exchanges and all("usage" in e for e in exchanges)
     assert json.loads((out / "run.json").read_text())["settings"]["base_url"].startswith("http://127.0.0.1:")
