@@ -7,7 +7,6 @@ resumable run behind. Tests call ``main([...])`` or run ``python -m agent.cli`` 
 
 from __future__ import annotations
 
-import importlib
 import signal
 import sys
 import tempfile
@@ -266,14 +265,12 @@ def prune_command() -> int:
 
 def _register_optional() -> None:
     """Front doors that live in their own modules register here."""
-    from agent import cli_batch
+    from agent import cli_batch, cli_fix, cli_local
 
     app.command("batch")(cli_batch.batch)
-    try:
-        cli_fix = importlib.import_module("agent.cli_fix")
-    except ImportError:
-        return
     app.command("fix")(cli_fix.fix)
+    app.command("demo")(cli_local.demo)
+    app.command("serve-local")(cli_local.serve_local)
 
 
 _register_optional()

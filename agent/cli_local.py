@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from agent import cli_options as opt
@@ -86,28 +85,3 @@ def demo(
     )
     result = run_demo(flags, _run, out=out, local_model=local_model, threads=threads, progress=_progress)
     return 0 if result.resolved else 1
-
-
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)
-app.command("serve-local")(serve_local)
-app.command("demo")(demo)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The same edge as ``agent.cli.main``: a ``FatalError`` is one line on stderr and its exit code."""
-    try:
-        result = app(args=argv if argv is not None else sys.argv[1:], standalone_mode=False)
-    except FatalError as exc:
-        sys.stderr.write(f"mendloop: error: {exc.message}\n")
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return 2
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        sys.stderr.write("mendloop: interrupted\n")
-        return 130
-    return int(result) if isinstance(result, int) else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
