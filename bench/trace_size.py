@@ -26,7 +26,7 @@ from sandboxes.base import SandboxSpec
 from sandboxes.local import LocalSandbox
 from tools.tracing import estimate_tokens, render_cwm, trace_test
 
-DATA = Path("/work/shared/bench/data/quixbugs_python.jsonl")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "bench" / "data" / "quixbugs_python.jsonl"  # ../shared
 ENV = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}  # the host's unrelated pytest plugins (langsmith) cost seconds
 FAILED = re.compile(r"^FAILED (\S+?)(?: - .*)?$", re.MULTILINE)
 
