@@ -7,6 +7,7 @@ resumable run behind. Tests call ``main([...])`` or run ``python -m agent.cli`` 
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import tempfile
@@ -160,7 +161,7 @@ def solve_command(
     )
     if resume is not None:
         prior_task, public = load_run(resume)
-        merged: dict[str, Any] = {**public, **env_config(__import__("os").environ)}
+        merged: dict[str, Any] = {**public, **env_config(os.environ)}
         merged.update({k: v for k, v in flags.items() if v is not None})
         settings = load_settings(None, merged, environ={})
         result = run_task(prior_task, settings, resume, resume=True)
@@ -294,6 +295,14 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, Interrupted, typer.Abort):
         console.print("mendloop: interrupted")
         return 130
+    except Exception as exc:  # a bug of ours: still one line and exit 2, the traceback only on request
+        if os.environ.get("MENDLOOP_DEBUG"):
+            raise
+        console.print(
+            f"mendloop: internal error: {type(exc).__name__}: {exc} (set MENDLOOP_DEBUG=1 for the traceback)",
+            markup=False,
+        )
+        return 2
     finally:
         signal.signal(signal.SIGTERM, previous)
     return int(result) if isinstance(result, int) else 0

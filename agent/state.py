@@ -35,6 +35,11 @@ def append(old: list[Any] | None, new: list[Any] | None) -> list[Any]:
     return [*(old or []), *(new or [])]
 
 
+def first_reason(old: str | None, new: str | None) -> str:
+    """Parallel candidates may all run out of budget in one step: the first reason given stands."""
+    return old or new or ""
+
+
 class RepairState(TypedDict, total=False):
     """What one repair knows. Nodes return partial updates of it."""
 
@@ -66,7 +71,7 @@ class RepairState(TypedDict, total=False):
 
     # accounting and outcome
     usage: Annotated[dict[str, Any], keep_latest_usage]
-    stop_reason: str  # set when a budget or infrastructure limit ends the loop early
+    stop_reason: Annotated[str, first_reason]  # set when a budget or infrastructure limit ends the loop early
     status: str  # resolved | unresolved | error
     reason: str
     final_patch: str

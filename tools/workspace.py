@@ -52,9 +52,22 @@ def validate_repo(path: Path) -> Path:
     return path.resolve()
 
 
+def git_dir_of(root: Path) -> Path:
+    """Where a workspace's git directory lives: beside the tree, never inside it.
+
+    Why: the tree is bound read-write into sandboxes. A ``.git`` inside it would let sandboxed code write the config
+    that the host's next ``git`` call obeys (``core.fsmonitor``, filters, hooks): code execution on the host. Every
+    host git call on a workspace names this directory explicitly, so a ``.git`` planted in the tree is ignored.
+    """
+    return root.parent / f".{root.name}.git"
+
+
 @dataclass
 class Workspace:
-    """A scratch git repo at ``root`` whose commit ``base`` is the baseline every diff is taken against."""
+    """A scratch git repo at ``root`` whose commit ``base`` is the baseline every diff is taken against.
+
+    Its git directory is :func:`git_dir_of` ``(root)``, outside the tree that sandboxes see.
+    """
 
     root: Path
     base: str
@@ -82,7 +95,7 @@ class Workspace:
     def open(cls, dest: Path) -> Workspace:
         """Reopen a workspace made by :meth:`create` (for ``--resume``)."""
         dest = Path(dest).resolve()
-        if not (dest / ".git").is_dir():
+        if not git_dir_of(dest).is_dir():
             raise FatalError(f"workspace {dest} does not exist or is not a mendloop workspace")
         done = _git(dest, "rev-parse", "--verify", "-q", f"{BASE_REF}^{{commit}}", check=False)
         if done.returncode != 0:
@@ -91,10 +104,13 @@ class Workspace:
 
     @classmethod
     def _init_scratch(cls, dest: Path) -> Workspace:
-        proc.git("init", "-q", cwd=dest)
+        git_dir = git_dir_of(dest)
+        if git_dir.exists():
+            shutil.rmtree(git_dir)
+        _git(dest, "init", "-q")
         for key, value in _SCRATCH_CONFIG.items():
-            proc.git("config", key, value, cwd=dest)
-        exclude = dest / ".git" / "info" / "exclude"
+            _git(dest, "config", key, value)
+        exclude = git_dir / "info" / "exclude"
         exclude.parent.mkdir(parents=True, exist_ok=True)
         exclude.write_text("# mendloop: files that running tests creates\n" + "\n".join(SCRATCH_EXCLUDES) + "\n")
         # -f: a file the user tracks although it matches .gitignore is part of the baseline all the same.
@@ -135,6 +151,51 @@ class Workspace:
         """Make the working tree exactly the tree ``snap`` from :meth:`snapshot` (newer files go away)."""
         _git(self.root, "add", "-A", ".")  # so that files created since the snapshot are known and removed
         _git(self.root, "read-tree", "-u", "--reset", snap)
+
+    def changed_since(self, snap: str) -> list[str]:
+        """Paths that differ between the snapshot ``snap`` and the working tree now."""
+        done = self._staged("diff", "--cached", "--name-only", "-z", "--no-renames", snap)
+        return sorted(p for p in done.stdout.split("\0") if p)
+
+    def restore_paths(self, snap: str, paths: Iterable[str]) -> None:
+        """Put ``paths`` back as they were in the snapshot ``snap``; a path the snapshot lacks is removed."""
+        for rel in paths:
+            if _git(self.root, "cat-file", "-e", f"{snap}:{rel}", check=False).returncode == 0:
+                _git(self.root, "checkout", snap, "--", rel)
+            else:
+                (self.root / rel).unlink(missing_ok=True)
+
+    def apply(self, patch: str) -> None:
+        """Apply a ``git diff`` to the working tree, all or nothing, with this workspace's own git directory."""
+        if not patch.strip():
+            return
+        data = proc.encode(patch if patch.endswith("\n") else patch + "\n")
+        done = _git(self.root, "apply", "--whitespace=nowarn", "-", check=False, input=data)
+        if done.returncode != 0:
+            raise FatalError(f"the patch does not apply to {self.root}: {_first_error(done.stderr)}")
+
+    def copy_to(self, dest: Path) -> Workspace:
+        """An independent copy (tree and git directory) at ``dest``: a private tree for one candidate."""
+        dest = Path(dest).resolve()
+        for path in (dest, git_dir_of(dest)):
+            if path.exists():
+                shutil.rmtree(path)
+        shutil.copytree(self.root, dest, symlinks=True)
+        shutil.copytree(git_dir_of(self.root), git_dir_of(dest), symlinks=True)
+        return Workspace(dest, self.base)
+
+    def export_base(self, dest: Path) -> Workspace:
+        """A fresh workspace at ``dest`` holding exactly the base commit (the pristine copy for re-checking)."""
+        dest = Path(dest).resolve()
+        if dest.exists() and any(dest.iterdir()):
+            raise FatalError(f"workspace {dest} already exists and is not empty")
+        dest.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="mendloop-archive-") as tmp:
+            tar_path = Path(tmp) / "base.tar"
+            _git(self.root, "archive", "--format=tar", "-o", str(tar_path), self.base)
+            with tarfile.open(tar_path) as tar:
+                tar.extractall(dest, filter="tar")
+        return Workspace._init_scratch(dest)
 
     def _staged(self, *args: str) -> proc.Completed:
         """Stage everything (new files included) and run ``git ARGS``: the index is ours to use."""
@@ -195,8 +256,20 @@ def _first_error(stderr: str) -> str:
     return "; ".join(picked)
 
 
-def _git(root: Path, *args: str, check: bool = True) -> proc.Completed:
-    return proc.git(*args, cwd=root, check=check)
+def _git(root: Path, *args: str, check: bool = True, input: bytes | None = None) -> proc.Completed:
+    """git on a workspace: its git directory named explicitly, hooks and fsmonitor off whatever a config says."""
+    return proc.git(
+        f"--git-dir={git_dir_of(root)}",
+        f"--work-tree={root}",
+        "-c",
+        "core.fsmonitor=false",
+        "-c",
+        "core.hooksPath=/dev/null",
+        *args,
+        cwd=root,
+        check=check,
+        input=input,
+    )
 
 
 def _pathspec(exclude: Iterable[str]) -> list[str]:

@@ -42,11 +42,13 @@ def protection(ctx: RunContext, state: RepairState) -> Callable[[str], str | Non
     editable = [*ctx.settings.editable, *ctx.task.editable]
 
     def check(path: str) -> str | None:
-        rel = path.lstrip("./")
+        rel = path.removeprefix("./")
         if rel in repro:
             return f"{rel} is an accepted reproduction test; a fix may not weaken the check. Change the code instead."
         if rel in protected:
             return f"{rel} is one of the repository's tests, which are protected; a fix may not weaken them."
+        if ctx.settings.protect_tests and rel.rsplit("/", 1)[-1] == "conftest.py":
+            return f"{rel}: a new conftest.py could skip or rewrite tests; fix the code under test instead."
         if editable and not any(fnmatch.fnmatch(rel, pat) for pat in editable):
             return f"{rel} is outside the files this run may edit ({', '.join(editable)})."
         return None

@@ -18,16 +18,15 @@ from agent.nodes.verify import is_resolved
 from agent.state import RepairState
 from tools.errors import FatalError
 from tools.testing import TestReport
-from tools.workspace import Workspace, apply_patch
 
 
 def _recheck(ctx: RunContext, state: RepairState, patch: str) -> tuple[bool, str]:
     dest = ctx.run_dir / "pristine"
     if dest.exists():
         shutil.rmtree(dest)
-    pristine = Workspace.create(ctx.workspace.root, dest, base_ref=ctx.workspace.base)
+    pristine = ctx.workspace.export_base(dest)
     try:
-        apply_patch(pristine.root, patch)
+        pristine.apply(patch)
     except FatalError as exc:
         return False, f"the patch does not apply to a pristine copy: {exc}"
     sandbox = ctx.sandbox_for(pristine.root)
@@ -58,7 +57,7 @@ def finish(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         if best and best.get("patch", "") != ctx.workspace.diff():
             ctx.workspace.reset()
             if best["patch"].strip():
-                apply_patch(ctx.workspace.root, best["patch"])
+                ctx.workspace.apply(best["patch"])
     full = ctx.workspace.diff()
     exclude = [] if ctx.settings.keep_tests else list(state.get("repro_files", []))
     patch = ctx.workspace.diff(exclude=exclude)

@@ -6,6 +6,7 @@ test command that cannot run at all is an infrastructure error found before any 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -18,14 +19,24 @@ from tools.errors import FatalError
 from tools.testing import run_tests
 
 
+def _runner_missing(cmd: str, output: str) -> bool:
+    """``python -m MODULE`` where Python says the module does not exist (pytest absent from an image, say)."""
+    module = re.search(r"-m\s+([\w.]+)", cmd)
+    return module is not None and f"No module named {module.group(1)}" in output.replace("'", "")
+
+
 def prepare(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
     cmd = test_cmd(ctx, state)
     ctx.progress(f"running the baseline tests: {cmd}")
     report = run_tests(ctx.sandbox, cmd, timeout=ctx.settings.command_timeout * 5)
-    if report.exit_code in (126, 127) and not report.cases:  # the shell could not find or run the command
-        first = report.output.strip().splitlines()[-1:] or [""]
-        raise FatalError(f"the test command `{cmd}` cannot run in the sandbox: {first[0]}")
+    missing = report.exit_code in (126, 127) or _runner_missing(cmd, report.output)
+    if missing and not report.cases:  # the shell could not find the command, or Python the test runner
+        last = report.output.strip().splitlines()[-1:] or [""]
+        raise FatalError(
+            f"the test command `{cmd}` cannot run in the sandbox: {last[0].strip()} "
+            "(install the test runner in the sandbox image or its setup commands, or pass --test-cmd)"
+        )
     ctx.progress(f"baseline: {report.summary()}")
     protected = [f for f in list_files(ctx.workspace.root, limit=100_000) if f.endswith(".py") and is_test_file(f)]
     return {

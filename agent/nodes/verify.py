@@ -18,7 +18,6 @@ from agent.selection import Scored, pick
 from agent.state import RepairState
 from tools.testing import TestReport
 from tools.tracing import render_cwm, render_readable, trace_test
-from tools.workspace import apply_patch
 
 MAX_TRACES = 2
 TRACE_TOKENS = 1500
@@ -58,7 +57,7 @@ def verify(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         if several:
             ctx.workspace.reset()
             if cand["patch"].strip():
-                apply_patch(ctx.workspace.root, cand["patch"])
+                ctx.workspace.apply(cand["patch"])
         which = f" on candidate {cand['index']}" if several else ""
         ctx.progress(f"running the tests{which}")
         reports[cand["index"]] = run_suite(ctx, state)
@@ -72,7 +71,7 @@ def verify(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     if several:
         ctx.workspace.reset()
         if winner["patch"].strip():
-            apply_patch(ctx.workspace.root, winner["patch"])
+            ctx.workspace.apply(winner["patch"])
     iteration = state.get("iteration", 0) + 1
     resolved = is_resolved(report, state, ctx)
     ctx.progress(f"round {iteration}: {report.summary()}{' - resolved' if resolved else ''}")

@@ -8,8 +8,6 @@ workspace; ``verify`` then picks the winner.
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -44,29 +42,28 @@ def _first_prompt(ctx: RunContext, state: RepairState) -> str:
     )
 
 
-def _candidate_root(ctx: RunContext, state: RepairState) -> tuple[Path, bool]:
+def _candidate_workspace(ctx: RunContext, state: RepairState) -> tuple[Workspace, bool]:
     """Where this write edits: the workspace itself, or a private copy when sampling several candidates."""
     index = state.get("candidate")
     if index is None or ctx.settings.candidates <= 1:
-        return ctx.workspace.root, False
+        return ctx.workspace, False
     dest = ctx.run_dir / "candidates" / f"round{state.get('iteration', 0) + 1}-{index}"
-    if dest.exists():
-        shutil.rmtree(dest)
-    shutil.copytree(ctx.workspace.root, dest, symlinks=True)
-    return dest, True
+    return ctx.workspace.copy_to(dest), True
 
 
 def write(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
     if state.get("stop_reason"):
         return {}
-    root, private = _candidate_root(ctx, state)
+    workspace, private = _candidate_workspace(ctx, state)
+    root = workspace.root
     messages = list(state.get("messages") or [])
     if not messages:
         messages = [system_message(ctx), {"role": "user", "content": _first_prompt(ctx, state)}]
     else:
         messages = add_user(messages, state.get("feedback") or "The tests still fail. Fix the code.")
     guard = protection(ctx, state)
+    snap = workspace.snapshot()
     tokens = 0
     applied: list[str] = []
     log: list[str] = []
@@ -116,7 +113,14 @@ def write(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         done = applied and not syntax and (submitted or not looked)
         if done:
             break
-    patch = Workspace.open(root).diff()
+    # Edits are checked before they apply; a shell command is not, so what it did to protected files is undone here.
+    reverted = [rel for rel in workspace.changed_since(snap) if guard(rel)]
+    if reverted:
+        workspace.restore_paths(snap, reverted)
+        note = f"Undone: your commands changed {', '.join(reverted)}, which this run may not change."
+        log.append(note)
+        messages = add_user(messages, note)
+    patch = workspace.diff()
     candidate = {
         "index": state.get("candidate", 0),
         "patch": patch,

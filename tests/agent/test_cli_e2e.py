@@ -332,3 +332,26 @@ def test_sigterm_then_resume_asks_no_finished_node_again(tmp_path: Path) -> None
     assert nodes.count("reproduce") == 1  # finished before the kill: not asked again
     assert nodes == ["reproduce", "write", "write"]  # only the interrupted write is asked again
     assert_patch_repairs(run_dir / "patch.diff", tmp_path)
+
+
+def test_missing_test_runner_stops_before_any_model_call(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    with ScriptedServer({"write": [CWM_FIX]}) as server:
+        proc = run_cli(
+            "solve",
+            "--repo",
+            str(repo),
+            "--task",
+            "fix median",
+            "--test-cmd",
+            "python -m no_such_runner_x",
+            "--base-url",
+            server.url,
+            "--sandbox",
+            "local",
+            "--out",
+            str(tmp_path / "run"),
+        )
+        assert server.nodes() == []
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "cannot run in the sandbox" in proc.stderr and "Traceback" not in proc.stderr

@@ -107,3 +107,41 @@ def test_candidates_pick_the_passing_patch(tmp_path: Path) -> None:
     report = (run_dir / "report.md").read_text()
     assert report.count("(winner)") == 1
     assert "#0:" in report and "#1:" in report and "#2:" in report
+
+
+BASH_WEAKEN = (
+    "Easier to change the expectation.\n</think>\n<tool: bash>\n"
+    "sed -i 's/2\\]) == 2.5/2]) == 3/' tests/test_core.py\n</tool>\n\n<tool: submit>\n</tool>"
+)
+CONFTEST_SKIP = (
+    "Skip the failing test.\n</think>\n<tool: create>\nconftest.py\nimport pytest\n\n\n"
+    "def pytest_collection_modifyitems(items):\n    for item in items:\n"
+    "        item.add_marker(pytest.mark.skip())\n</tool>"
+)
+
+
+def test_a_shell_command_cannot_weaken_a_protected_test(tmp_path: Path) -> None:
+    with ScriptedServer({"write": [BASH_WEAKEN]}) as server:
+        result, run_dir = run(tmp_path, server, reproduce=False, max_iterations=2)
+    assert result.status == "unresolved"  # type: ignore[attr-defined]
+    assert "tests/test_core.py" not in result.patch  # type: ignore[attr-defined]
+    assert "== 2.5" in (run_dir / "workspace" / "tests" / "test_core.py").read_text()
+    assert "Undone: your commands changed tests/test_core.py" in (run_dir / "report.md").read_text()
+
+
+def test_a_new_conftest_is_refused(tmp_path: Path) -> None:
+    with ScriptedServer({"write": [CONFTEST_SKIP, CWM_FIX]}) as server:
+        result, _ = run(tmp_path, server, reproduce=False)
+        follow_up = server.requests[1].body["messages"][-1]["content"]
+    assert "conftest.py" in follow_up and "Refused" in follow_up
+    assert result.status == "resolved"  # type: ignore[attr-defined]
+    assert "conftest" not in result.patch  # type: ignore[attr-defined]
+
+
+def test_candidates_that_all_run_out_of_budget_finish_cleanly(tmp_path: Path) -> None:
+    """Several parallel candidates hitting the budget in the same step must not crash the graph."""
+    with ScriptedServer({"write": [CWM_WRONG_FIX]}) as server:
+        result, run_dir = run(tmp_path, server, reproduce=False, candidates=3, max_model_calls=1)
+    assert result.status == "unresolved"  # type: ignore[attr-defined]
+    assert "budget" in result.reason.lower() or "calls" in result.reason.lower()  # type: ignore[attr-defined]
+    assert (run_dir / "report.md").is_file()

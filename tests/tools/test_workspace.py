@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -168,8 +169,8 @@ def test_open_reattaches_to_the_same_baseline(repo: Path, tmp_path: Path) -> Non
     assert again.diff() == ws.diff() != ""
     with pytest.raises(FatalError, match="not a mendloop workspace"):
         Workspace.open(tmp_path / "missing")
-    plain = make_repo(tmp_path / "plain", {"a": "a\n"})
-    with pytest.raises(FatalError, match="no mendloop baseline"):
+    plain = make_repo(tmp_path / "plain", {"a": "a\n"})  # a git repo, but not one of ours
+    with pytest.raises(FatalError, match="not a mendloop workspace"):
         Workspace.open(plain)
 
 
@@ -289,3 +290,33 @@ def test_create_from_a_subdirectory_of_a_repo(tmp_path: Path) -> None:
     assert tree(ws.root) == {"a.py": "a\n", "new.py": "n\n"}
     head = Workspace.create(mono / "pkg", tmp_path / "ws-head", base_ref="HEAD")
     assert tree(head.root) == {"a.py": "a\n"}
+
+
+def _plant_hostile_git_dir(path: Path, canary: Path) -> None:
+    subprocess.run(["git", "init", "-q", "--bare", str(path)], check=True, capture_output=True)
+    with (path / "config").open("a") as fh:
+        fh.write(f"[core]\n\tbare = false\n\tfsmonitor = touch {canary}\n")
+
+
+@pytest.mark.parametrize("planted", ["dir", "gitfile"])
+def test_a_git_config_planted_in_the_tree_never_runs_on_the_host(repo: Path, tmp_path: Path, planted: str) -> None:
+    """Sandboxed code can write anything in the tree; the host's git must not obey a config it planted there."""
+    ws = Workspace.create(repo, tmp_path / "ws")
+    canary = tmp_path / "PWNED"
+    if planted == "dir":  # a .git directory in the tree
+        _plant_hostile_git_dir(ws.root / ".git", canary)
+    else:  # a .git file pointing at a git directory the attacker controls
+        _plant_hostile_git_dir(ws.root / "evil.git", canary)
+        (ws.root / ".git").write_text(f"gitdir: {ws.root / 'evil.git'}\n")
+    (ws.root / "README.md").write_text("changed\n")
+    # The plant works against a git that finds its repository from the tree (the design this test guards against):
+    subprocess.run(["git", "status"], cwd=ws.root, capture_output=True)
+    assert canary.exists()
+    canary.unlink()
+    patch = ws.diff()
+    snap = ws.snapshot()
+    ws.reset()
+    ws.apply(patch)
+    ws.restore(snap)
+    assert not canary.exists(), "a git config planted in the workspace ran a command on the host"
+    assert "+changed" in patch and ".git" not in ws.changed_files()
