@@ -29,7 +29,7 @@ from agent.state import RepairState
 from agent.task import RunResult, Task
 from tools.errors import FatalError
 from tools.testing import TestReport
-from tools.workspace import Workspace, apply_patch, validate_repo
+from tools.workspace import Workspace, validate_repo
 
 RUN_FILE = "run.json"
 CHECKPOINTS = "checkpoints.sqlite"
@@ -125,7 +125,7 @@ def solve(
             if resume:
                 workspace.reset()
                 if values.get("workspace_patch", "").strip():
-                    apply_patch(workspace.root, values["workspace_patch"])
+                    workspace.apply(values["workspace_patch"])
                 if app.get_state(THREAD).next:
                     app.invoke(None, THREAD, context=ctx)
             else:
