@@ -20,7 +20,7 @@ from typing import Any, cast
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from agent.budget import Usage
+from agent.budget import Budget, Usage
 from agent.config import Settings
 from agent.context import Progress, RunContext
 from agent.graph import build_graph
@@ -55,6 +55,36 @@ def load_run(run_dir: Path) -> tuple[Task, dict[str, Any]]:
         raise FatalError(f"{run_dir} is not a mendloop run directory (no {RUN_FILE})")
     data = json.loads(path.read_text(encoding="utf-8"))
     return Task.from_dict(data["task"]), data["settings"]
+
+
+def _usage_so_far(run_dir: Path, settings: Settings) -> Usage:
+    """Usage rebuilt from ``trajectory.jsonl``: every call made, including those of a node that was interrupted.
+
+    Why not the checkpointed usage: a checkpoint is written when a node finishes, so the calls of the node that
+    was killed would be forgotten and the budget would quietly grow on every resume.
+    """
+    usage = Usage()
+    budget = Budget.from_settings(settings)
+    path = run_dir / "trajectory.jsonl"
+    if not path.is_file():
+        return usage
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line torn by the kill
+            continue
+        if isinstance(record, dict) and isinstance(record.get("usage"), dict):
+            p, c = int(record["usage"].get("prompt_tokens", 0)), int(record["usage"].get("completion_tokens", 0))
+            usage.add(str(record.get("node", "?")), p, c, budget.cost_of(p, c))
+    return usage
+
+
+def _save_elapsed(run_dir: Path, elapsed: float) -> None:
+    """Keep the run's working time in run.json so that a resumed run's wall-time budget goes on counting."""
+    path = run_dir / RUN_FILE
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["elapsed"] = round(elapsed, 3)
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
 def _check_task(task: Task, settings: Settings) -> None:
@@ -111,14 +141,15 @@ def solve(
     try:
         app = build_graph().compile(checkpointer=SqliteSaver(conn))
         values: dict[str, Any] = dict(app.get_state(THREAD).values) if resume else {}
-        usage = Usage.from_dict(values["usage"]) if values.get("usage") else Usage()
+        usage = _usage_so_far(run_dir, settings) if resume else Usage()
+        before = float(json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8")).get("elapsed", 0.0))
         ctx = RunContext(
             settings=settings,
             task=task,
             run_dir=run_dir,
             workspace=workspace,
             usage=usage,
-            started_at=time.time(),
+            started_at=time.time() - before,
             progress=progress or (lambda _m: None),
         )
         try:
@@ -132,6 +163,7 @@ def solve(
                 app.invoke(RepairState(task=task.to_dict()), THREAD, context=ctx)
         finally:
             ctx.close()
+            _save_elapsed(run_dir, before + time.monotonic() - started)
         state = cast(RepairState, app.get_state(THREAD).values)
     finally:
         conn.close()

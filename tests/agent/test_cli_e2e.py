@@ -7,6 +7,7 @@ asking a finished node again.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -355,3 +356,48 @@ def test_missing_test_runner_stops_before_any_model_call(tmp_path: Path) -> None
         assert server.nodes() == []
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "cannot run in the sandbox" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_resume_counts_calls_of_the_interrupted_node(tmp_path: Path) -> None:
+    """The budget goes on counting across an interruption: answered calls of the killed node, and time worked."""
+    repo = make_repo(tmp_path / "repo")
+    run_dir = tmp_path / "run"
+    script = {"write": [CWM_NO_EDIT, {"content": CWM_FIX, "delay": 30}, CWM_NO_EDIT, CWM_FIX]}
+    with ScriptedServer(script) as server:
+        env = {**os.environ, "MENDLOOP_API_KEY": SECRET, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "agent.cli",
+                "solve",
+                "--repo",
+                str(repo),
+                "--task",
+                "median is wrong",
+                "--no-reproduce",
+                "--base-url",
+                server.url,
+                "--sandbox",
+                "local",
+                "--out",
+                str(run_dir),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        deadline = time.monotonic() + 120
+        while server.nodes().count("write") < 2:  # the first turn was answered; the second is in flight
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 130
+        assert json.loads((run_dir / "run.json").read_text())["elapsed"] > 0
+        resumed = run_cli("solve", "--resume", str(run_dir), "--base-url", server.url)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # answered: write turn 1 before the kill, then both turns of the resumed write (the killed request never was)
+    assert "**model calls:** 3" in (run_dir / "report.md").read_text()
