@@ -181,9 +181,10 @@ def run_tests(
 def merge_reports(first: TestReport, second: TestReport) -> TestReport:
     """One report for two runs (the suite, then tests it did not collect): the worse status, all cases."""
     status = first.status if first.status != "passed" else second.status
+    seen = {case.id for case in first.cases}  # a command that names paths runs them again in the second run
     return TestReport(
         status,
-        [*first.cases, *second.cases],
+        [*first.cases, *(case for case in second.cases if case.id not in seen)],
         f"{first.output}\n{second.output}",
         first.exit_code or second.exit_code,
         first.duration + second.duration,

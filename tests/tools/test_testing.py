@@ -301,3 +301,13 @@ def test_through_local_sandbox(tmp_path: Path) -> None:
         assert run_tests(sandbox, PYTEST, tests=["tests/test_slow.py"], timeout=2).status == "timeout"
     finally:
         sandbox.close()
+
+
+def test_merge_reports_counts_each_test_once() -> None:
+    from tools.testing import TestCase, TestReport, merge_reports
+
+    first = TestReport("failed", [TestCase("t.py::a", "passed"), TestCase("t.py::b", "failed")], command="x")
+    second = TestReport("passed", [TestCase("t.py::a", "passed"), TestCase("r.py::c", "passed")], command="y")
+    merged = merge_reports(first, second)
+    assert [c.id for c in merged.cases] == ["t.py::a", "t.py::b", "r.py::c"]
+    assert merged.status == "failed"
