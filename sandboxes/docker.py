@@ -34,9 +34,22 @@ OOM_PROBE = "cat /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.
 # left behind (background jobs, daemons, a fork bomb) with builtins only, so no fork is needed, sparing init,
 # the keep-alive and itself. Without the sweep, leftovers would hold the exec's pipes open (Docker then waits
 # 2 s) and hold pids or memory the next command needs.
+# Files a command writes in the workspace come back to the host (the host copy is what the patch is made from):
+# the wrapper stamps the start, then lists the regular files newer than the stamp, leaving caches out. The stamp is
+# backdated a second because file times move in kernel ticks: a file written in the stamp's own tick is not "newer".
+STAMP = "/tmp/.mendloop-stamp"
+CHANGED = "/tmp/.mendloop-changed"
+PULL_LIMIT = 500  # files pulled back per command; more is a test writing fixtures, not an edit
+_FIND_CHANGED = (
+    f"find {WORKDIR} \\( -name .mendloop -o -name __pycache__ -o -name .pytest_cache -o -name .hypothesis "
+    f"-o -name .git \\) -prune -o -type f -newer {STAMP} -print 2>/dev/null | head -n {PULL_LIMIT} >{CHANGED}"
+)
+
 WRAPPER = f"""echo 1000 >/proc/self/oom_score_adj 2>/dev/null
-%s"$@"
+%stouch -d '1 second ago' {STAMP} 2>/dev/null || : >{STAMP}; : >{CHANGED}
+"$@"
 rc=$?
+{_FIND_CHANGED}
 if read -r keep <{_docker_container.KEEPALIVE_PID} 2>/dev/null; then
   n=0
   while [ $n -lt 50 ]; do
@@ -172,7 +185,7 @@ class DockerSandbox:
             outcome = self._exec(self._argv(cmd, deletes), env, timeout)
             code = outcome.exit_code if outcome.exit_code is not None else -1
             oom = not outcome.timed_out and code != 0 and self._saw_new_oom()
-            return ExecResult(
+            result = ExecResult(
                 exit_code=code,
                 output=outcome.cap.text(),
                 duration=outcome.duration,
@@ -180,6 +193,10 @@ class DockerSandbox:
                 oom=oom,
                 truncated=outcome.cap.truncated,
             )
+        changed = self._changed_inside()
+        if changed:
+            self.sync_out(changed)
+        return result
 
     def put(self, files: Mapping[str, bytes]) -> None:
         """Write files into the host workspace and ship them into the container at once."""
@@ -273,6 +290,15 @@ class DockerSandbox:
             changes.delete = [rel for rel in changes.delete if rel not in early]
         self._mirror.commit(manifest)
         return changes.delete
+
+    def _changed_inside(self) -> list[str]:
+        """Workspace files the last command wrote (listed by the wrapper), relative to the workspace."""
+        try:
+            listing = self.get(CHANGED).decode("utf-8", "surrogateescape")
+        except (FileNotFoundError, IsADirectoryError):
+            return []
+        prefix = f"{WORKDIR}/"
+        return [line.removeprefix(prefix) for line in listing.splitlines() if line.startswith(prefix)]
 
     def _argv(self, cmd: str | Sequence[str], deletes: Sequence[str]) -> list[str]:
         removal = ""

@@ -107,6 +107,24 @@ def test_edits_and_deletions_on_the_host_reach_the_next_run(open_docker: Opener)
 
 
 @docker_only
+def test_files_a_command_writes_come_back_to_the_host(open_docker: Opener) -> None:
+    """The host copy is what the patch is made from: a command's edits (a model's `sed -i`) must reach it."""
+    box = open_docker()
+    (box.root / "mod.py").write_text("VALUE = 1\n")
+    box.run("true")
+    done = box.run(
+        "sed -i 's/1/2/' mod.py && mkdir -p pkg && echo made > pkg/new.txt"
+        " && mkdir -p .pytest_cache __pycache__ && echo c > .pytest_cache/x && echo c > __pycache__/y.pyc"
+    )
+    assert done.exit_code == 0, done.output
+    assert (box.root / "mod.py").read_text() == "VALUE = 2\n"
+    assert (box.root / "pkg" / "new.txt").read_text() == "made\n"
+    assert not (box.root / ".pytest_cache").exists() and not (box.root / "__pycache__").exists()
+    (box.root / "mod.py").write_text("VALUE = 3\n")  # and the host stays the source of what runs next
+    assert box.run("cat mod.py").output.strip() == "VALUE = 3"
+
+
+@docker_only
 def test_files_present_at_open_and_put_and_get(open_docker: Opener) -> None:
     box = open_docker()
     box.put({"sub/data.bin": b"\x00\x01binary", "run.sh": b"echo from-put\n"})
@@ -115,7 +133,7 @@ def test_files_present_at_open_and_put_and_get(open_docker: Opener) -> None:
     assert box.run("mkdir -p out && printf 'written inside' > out/result.txt").ok
     assert box.get("out/result.txt") == b"written inside"
     assert box.get("/workspace/sub/data.bin") == b"\x00\x01binary"
-    assert not (box.root / "out").exists()  # nothing is written back unless asked
+    assert (box.root / "out" / "result.txt").read_bytes() == b"written inside"  # a command's writes come back
     assert box.sync_out(["out/result.txt"]) == ["out/result.txt"]
     assert (box.root / "out" / "result.txt").read_bytes() == b"written inside"
     with pytest.raises(FileNotFoundError):
