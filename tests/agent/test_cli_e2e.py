@@ -221,7 +221,8 @@ def test_budget_of_two_calls_stops_after_two(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert calls == 2
     report = (tmp_path / "run" / "report.md").read_text()
-    assert "budget" in report.lower() and "2" in report
+    assert "**Why:** stopped early: model call budget spent: 2 of 2 calls made" in report
+    assert "**Status:** unresolved" in report
 
 
 @pytest.mark.parametrize(
