@@ -12,12 +12,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from agent.fake_server import ScriptedServer
+from tests.support.cli import start_until
 from tests.support.example import (
     CWM_FIX,
     CWM_NO_EDIT,
@@ -294,35 +294,9 @@ def test_sigterm_then_resume_asks_no_finished_node_again(tmp_path: Path) -> None
     run_dir = tmp_path / "run"
     script = {"reproduce": [CWM_REPRODUCE], "write": [{"content": CWM_FIX, "delay": 30}, CWM_FIX]}
     with ScriptedServer(script) as server:
-        env = {**os.environ, "MENDLOOP_API_KEY": SECRET, "PYTHONPATH": str(ROOT)}
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "agent.cli",
-                "solve",
-                "--repo",
-                str(repo),
-                "--task",
-                "median is wrong for even counts",
-                "--base-url",
-                server.url,
-                "--sandbox",
-                "local",
-                "--out",
-                str(run_dir),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=ROOT,
-        )
-        deadline = time.monotonic() + 120
-        while "write" not in server.nodes():
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "the run never reached the write node"
-            time.sleep(0.2)
+        args = ["solve", "--repo", str(repo), "--task", "median is wrong for even counts"]
+        args += ["--base-url", server.url, "--sandbox", "local", "--out", str(run_dir)]
+        proc = start_until(args, server, node="write", env={"MENDLOOP_API_KEY": SECRET})
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err[-3000:]
@@ -365,36 +339,10 @@ def test_resume_counts_calls_of_the_interrupted_node(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     script = {"write": [CWM_NO_EDIT, {"content": CWM_FIX, "delay": 30}, CWM_NO_EDIT, CWM_FIX]}
     with ScriptedServer(script) as server:
-        env = {**os.environ, "MENDLOOP_API_KEY": SECRET, "PYTHONPATH": str(ROOT)}
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "agent.cli",
-                "solve",
-                "--repo",
-                str(repo),
-                "--task",
-                "median is wrong",
-                "--no-reproduce",
-                "--base-url",
-                server.url,
-                "--sandbox",
-                "local",
-                "--out",
-                str(run_dir),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=ROOT,
-        )
-        deadline = time.monotonic() + 120
-        while server.nodes().count("write") < 2:  # the first turn was answered; the second is in flight
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        args = ["solve", "--repo", str(repo), "--task", "median is wrong", "--no-reproduce"]
+        args += ["--base-url", server.url, "--sandbox", "local", "--out", str(run_dir)]
+        # the first write turn was answered; the second is in flight
+        proc = start_until(args, server, node="write", count=2, env={"MENDLOOP_API_KEY": SECRET})
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 130
         assert json.loads((run_dir / "run.json").read_text())["elapsed"] > 0

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from agent.fake_server import ScriptedServer
+from tests.support.cli import start_until
 from tests.support.example import CWM_FIX, CWM_REPRODUCE, CWM_WRONG_FIX, ISSUE, ROOT, make_repo
 
 IMAGE = os.environ.get("MENDLOOP_TEST_IMAGE", "mendloop-base:bookworm")
@@ -85,34 +86,9 @@ def test_sigint_mid_run_leaves_no_container(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
     script = {"write": [{"content": CWM_FIX, "delay": 60}]}
     with ScriptedServer(script) as server:
-        proc = subprocess.Popen(
-            cli(
-                "solve",
-                "--repo",
-                str(repo),
-                "--task",
-                "median is wrong for even counts",
-                "--no-reproduce",
-                "--base-url",
-                server.url,
-                "--sandbox",
-                "docker",
-                "--image",
-                IMAGE,
-                "--out",
-                str(tmp_path / "run"),
-            ),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env(),
-            cwd=ROOT,
-        )
-        deadline = time.monotonic() + 180
-        while "write" not in server.nodes():
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "the run never reached the write node"
-            time.sleep(0.2)
+        args = ["solve", "--repo", str(repo), "--task", "median is wrong for even counts", "--no-reproduce"]
+        args += ["--base-url", server.url, "--sandbox", "docker", "--image", IMAGE, "--out", str(tmp_path / "run")]
+        proc = start_until(args, server, node="write")
         assert mendloop_containers(), "the run should have a live container while it waits for the model"
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
