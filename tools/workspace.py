@@ -257,7 +257,11 @@ def _first_error(stderr: str) -> str:
 
 
 def _git(root: Path, *args: str, check: bool = True, input: bytes | None = None) -> proc.Completed:
-    """git on a workspace: its git directory named explicitly, hooks and fsmonitor off whatever a config says."""
+    """git on a workspace: its git directory and index named explicitly, hooks and fsmonitor off.
+
+    Why the index too: inside a git hook (mendloop under pre-commit) git exports ``GIT_INDEX_FILE=.git/index`` for
+    the *user's* repository; inherited here, it would point into the scratch tree.
+    """
     return proc.git(
         f"--git-dir={git_dir_of(root)}",
         f"--work-tree={root}",
@@ -269,6 +273,7 @@ def _git(root: Path, *args: str, check: bool = True, input: bytes | None = None)
         cwd=root,
         check=check,
         input=input,
+        env={"GIT_INDEX_FILE": str(git_dir_of(root) / "index")},
     )
 
 

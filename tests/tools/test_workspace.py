@@ -320,3 +320,14 @@ def test_a_git_config_planted_in_the_tree_never_runs_on_the_host(repo: Path, tmp
     ws.restore(snap)
     assert not canary.exists(), "a git config planted in the workspace ran a command on the host"
     assert "+changed" in patch and ".git" not in ws.changed_files()
+
+
+def test_a_hook_environment_does_not_leak_into_the_workspace(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git runs hooks with GIT_INDEX_FILE=.git/index (relative, for the user's repo); the workspace keeps its own."""
+    monkeypatch.setenv("GIT_INDEX_FILE", ".git/index")
+    ws = Workspace.create(repo, tmp_path / "ws")
+    (ws.root / "README.md").write_text("changed\n")
+    assert "+changed" in ws.diff()
+    assert not (ws.root / ".git").exists()
