@@ -29,7 +29,7 @@ enough context to be unique);
 - apply_patch: apply a unified diff (git diff format);
 - submit: say that you are done.
 If you cannot call tools directly, write each call as JSON in your message, for example
-{"name": "edit", "arguments": {"path": "src/pkg/mod.py", "search": "old lines", "replace": "new lines"}}"""
+{"name": "edit", "arguments": {"path": "<a listed file>", "search": "<old lines>", "replace": "<new lines>"}}"""
 
 
 def _schema(name: str, description: str, **props: str) -> dict[str, Any]:
@@ -158,8 +158,11 @@ def calls_in_text(text: str) -> tuple[list[tuple[str, Any]], list[str]]:
         try:
             value, end = _DECODER.raw_decode(text, start)
         except json.JSONDecodeError:
-            pos = start + 1
-            continue
+            repaired = _close_braces(text, start)
+            if repaired is None:
+                pos = start + 1
+                continue
+            value, end = repaired
         found = _shapes(value)
         if found:
             calls.extend(found)
@@ -172,6 +175,26 @@ def calls_in_text(text: str) -> tuple[list[tuple[str, Any]], list[str]]:
         except json.JSONDecodeError as exc:
             problems.append(f"a tool call written as JSON could not be read ({exc.msg} at char {exc.pos})")
     return calls, problems
+
+
+def _close_braces(text: str, start: int) -> tuple[Any, int] | None:
+    """A tool call cut short of its last closing braces (small models do this), completed; else None.
+
+    Only the text from ``start`` to the end of its fence or of the message is tried, with one to three ``}`` added,
+    and only when it names a tool and its arguments: nothing else is guessed.
+    """
+    rest = text[start:]
+    fence = rest.find("```")
+    chunk = (rest[:fence] if fence >= 0 else rest).rstrip()
+    if '"name"' not in chunk or '"arguments"' not in chunk:
+        return None
+    for extra in range(1, 4):
+        try:
+            value = json.loads(chunk + "}" * extra)
+        except json.JSONDecodeError:
+            continue
+        return value, start + len(chunk)
+    return None
 
 
 def _next_open(text: str, pos: int) -> int:

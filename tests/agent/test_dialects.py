@@ -461,3 +461,25 @@ def test_cwm_empty_submit_block_is_read() -> None:
         Completion(content=answer, tool_calls=[], finish_reason="stop", prompt_tokens=0, completion_tokens=0)
     )
     assert parsed.actions == [Submit(path=None)] and parsed.problems == []
+
+
+def test_openai_json_call_missing_its_closing_brace_is_read() -> None:
+    """Small local models often stop one brace short; the call is still read (and only a call is repaired)."""
+    from agent.dialects.openai_tools import OpenAIDialect
+    from agent.model import Completion
+    from tools.edits import SearchReplace
+
+    text = (
+        'I will fix it.\n```json\n{"name": "edit", "arguments": {"path": "stats/core.py", '
+        '"search": "    return ordered[middle]\\n", "replace": "    return 0\\n"}\n```'
+    )
+    parsed = OpenAIDialect().parse(
+        Completion(content=text, tool_calls=[], finish_reason="stop", prompt_tokens=0, completion_tokens=0)
+    )
+    assert parsed.actions == [SearchReplace("stats/core.py", "    return ordered[middle]\n", "    return 0\n")]
+    broken_data = OpenAIDialect().parse(
+        Completion(
+            content='{"values": [1, 2', tool_calls=[], finish_reason="stop", prompt_tokens=0, completion_tokens=0
+        )
+    )
+    assert broken_data.actions == []
