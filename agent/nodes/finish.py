@@ -50,15 +50,16 @@ def _reason(state: RepairState) -> str:
 def finish(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
     status = state.get("status") or "unresolved"
-    reason = state.get("reason", "")
+    reason = ""
     best = state.get("best") or {}
+    full = ctx.workspace.diff()
     if status != "resolved":
         reason = _reason(state)
-        if best and best.get("patch", "") != ctx.workspace.diff():
+        if best and best.get("patch", "") != full:
             ctx.workspace.reset()
             if best["patch"].strip():
                 ctx.workspace.apply(best["patch"])
-    full = ctx.workspace.diff()
+            full = ctx.workspace.diff()
     exclude = [] if ctx.settings.keep_tests else list(state.get("repro_files", []))
     patch = ctx.workspace.diff(exclude=exclude)
     if status == "resolved":
