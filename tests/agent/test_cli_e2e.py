@@ -27,6 +27,7 @@ from tests.support.example import (
     OPENAI_FIX,
     OPENAI_REPRODUCE,
     ROOT,
+    assert_patch_repairs,
     make_repo,
     tree_state,
 )
@@ -48,17 +49,6 @@ def run_cli(
 def solve_local(repo: Path, url: str, run_dir: Path | str, *extra: str) -> subprocess.CompletedProcess[str]:
     """``mendloop solve`` on ``repo`` against ``url`` in the local sandbox, writing ``run_dir``."""
     return run_cli("solve", "--repo", str(repo), *extra, "--base-url", url, "--sandbox", "local", "--out", str(run_dir))
-
-
-def assert_patch_repairs(patch_file: Path, tmp_path: Path) -> None:
-    """The produced patch applies with plain `git apply` to a pristine copy, and the tests pass there."""
-    pristine = make_repo(tmp_path / "pristine-check")
-    subprocess.run(["git", "apply", "--check", str(patch_file)], cwd=pristine, check=True)
-    subprocess.run(["git", "apply", str(patch_file)], cwd=pristine, check=True)
-    tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=pristine, capture_output=True, text=True
-    )
-    assert tests.returncode == 0, tests.stdout[-2000:]
 
 
 def assert_no_secret(run_dir: Path, *texts: str) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from agent.fake_server import ScriptedServer
 from tests.support.cli import start_until
-from tests.support.example import CWM_FIX, CWM_REPRODUCE, CWM_WRONG_FIX, ISSUE, ROOT, make_repo
+from tests.support.example import CWM_FIX, CWM_REPRODUCE, CWM_WRONG_FIX, ISSUE, ROOT, assert_patch_repairs, make_repo
 
 IMAGE = os.environ.get("MENDLOOP_TEST_IMAGE", "mendloop-base:bookworm")
 BACKENDS = [
@@ -75,8 +75,7 @@ def test_end_to_end_repair_in_sandbox(backend: str, tmp_path: Path) -> None:
     assert "<|call_sep|>" in second_write  # the trace was recorded inside the sandbox
     patch = (run_dir / "patch.diff").read_text()
     assert "ordered[middle - 1]" in patch
-    check = subprocess.run(["git", "apply", "--check", str(run_dir / "patch.diff")], cwd=make_repo(tmp_path / "p"))
-    assert check.returncode == 0
+    assert_patch_repairs(run_dir / "patch.diff", tmp_path)
     if backend == "docker":
         assert mendloop_containers() == []
 

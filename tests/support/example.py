@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +80,14 @@ def tree_state(path: Path) -> dict[str, bytes]:
         for p in sorted(path.rglob("*"))
         if p.is_file() and ".git" not in p.relative_to(path).parts and "__pycache__" not in p.parts
     }
+
+
+def assert_patch_repairs(patch_file: Path, tmp_path: Path) -> None:
+    """The produced patch applies with plain `git apply` to a pristine copy, and the tests pass there."""
+    pristine = make_repo(tmp_path / "pristine-check")
+    subprocess.run(["git", "apply", "--check", str(patch_file)], cwd=pristine, check=True)
+    subprocess.run(["git", "apply", str(patch_file)], cwd=pristine, check=True)
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=pristine, capture_output=True, text=True
+    )
+    assert tests.returncode == 0, tests.stdout[-2000:]
