@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 if ! command -v cmake >/dev/null || ! command -v g++ >/dev/null || ! command -v ninja >/dev/null; then
   apt-get install -y -q --no-install-recommends cmake g++ ninja-build >/dev/null
 fi
-python3 -m agent.local_model
+python3 -m agent.doors.local.server

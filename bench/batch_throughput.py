@@ -23,9 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.batch import BatchOptions, run_batch  # noqa: E402
+from agent.doors.batch.run import BatchOptions, run_batch  # noqa: E402
 from agent.config import Settings  # noqa: E402
-from agent.fake_server import ScriptedServer  # noqa: E402
+from tests.support.fake_server import ScriptedServer  # noqa: E402
 
 FIX = (
     "ok\n</think>\n<tool: edit>\ncalc.py\n<<<<<<< SEARCH\n    return a - b\n=======\n    return a + b\n"

@@ -170,7 +170,7 @@ def endpoint(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     if not args.local:
         yield {"base_url": args.base_url, "model": args.model}
         return
-    from agent.local_model import LOCAL_SETTINGS, start_local
+    from agent.doors.local.server import LOCAL_SETTINGS, start_local
 
     def say(message: str) -> None:
         print(message, file=sys.stderr)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.fake_server import ScriptedServer
+from tests.support.fake_server import ScriptedServer
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from langgraph.runtime import Runtime
 
 from agent.context import RunContext
 from agent.nodes.common import test_cmd
-from agent.repo_context import is_test_file, list_files
+from agent.nodes.repo_context import is_test_file, list_files
 from agent.state import RepairState
 from tools.errors import FatalError
 from tools.testing import run_tests

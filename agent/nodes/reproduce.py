@@ -16,7 +16,7 @@ from agent.budget import BudgetExceeded
 from agent.context import RunContext
 from agent.nodes.common import add_user, hypothesis_args, protection, system_message, test_cmd
 from agent.prompts import render
-from agent.repo_context import gather, is_test_file
+from agent.nodes.repo_context import gather, is_test_file
 from agent.state import RepairState
 from tools.edits import CreateFile, Edit, WholeFile
 from tools.patching import apply_edit

@@ -14,7 +14,7 @@ from langgraph.runtime import Runtime
 from agent.context import RunContext
 from agent.nodes.common import run_suite
 from agent.prompts import render
-from agent.selection import Scored, pick
+from agent.nodes.selection import Scored, pick
 from agent.state import RepairState
 from tools.testing import TestReport
 from tools.tracing import render_cwm, render_readable, trace_test

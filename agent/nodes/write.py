@@ -17,7 +17,7 @@ from agent.context import RunContext
 from agent.dialects.base import BashCall, Submit
 from agent.nodes.common import add_user, protection, system_message
 from agent.prompts import render
-from agent.repo_context import gather
+from agent.nodes.repo_context import gather
 from agent.state import RepairState
 from tools.patching import apply_edit, check_syntax
 from tools.testing import TestReport

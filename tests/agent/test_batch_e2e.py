@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.fake_server import ScriptedServer
+from tests.support.fake_server import ScriptedServer
 from tests.agent.test_batch_support import FIX_REPLY, make_repo, read_jsonl, worker_env, write_tasks
 
 SCRIPT_TEST = "from calc import add\n\nassert add(2, 3) == 5, 'add is wrong'\n"
@@ -40,7 +40,7 @@ def cli(tasks: Path, out: Path, url: str, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "agent.cli_batch",
+        "agent.cli.batch",
         str(tasks),
         "--out",
         str(out),
@@ -182,7 +182,7 @@ def test_sigterm_stops_the_batch_and_its_tasks(tmp_path: Path) -> None:
 
 def test_help_lists_batch_and_shared_options() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "agent.cli_batch", "--help"],
+        [sys.executable, "-m", "agent.cli.batch", "--help"],
         capture_output=True,
         text=True,
         env={**os.environ, "COLUMNS": "200"},

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.batch_tasks import read_tasks
+from agent.doors.batch.tasks import read_tasks
 from tests.agent.test_batch_support import git
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "batch"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.batch import BatchOptions, run_batch
+from agent.doors.batch.run import BatchOptions, run_batch
 from agent.config import Settings
 from tests.agent.test_batch_support import STANDIN, make_repo, read_jsonl, worker_env, write_tasks
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from agent.batch import BatchOptions, run_batch
+from agent.doors.batch.run import BatchOptions, run_batch
 from agent.config import Settings
-from agent.fake_server import ScriptedServer
+from tests.support.fake_server import ScriptedServer
 from tests.agent.test_batch_e2e import make_tasks
 from tests.agent.test_batch_support import FIX_REPLY, read_jsonl
 

@@ -6,7 +6,7 @@ import json
 import multiprocessing
 from pathlib import Path
 
-from agent.batch_store import BatchStore, append_line, read_jsonl, repair_tail
+from agent.doors.batch.store import BatchStore, append_line, read_jsonl, repair_tail
 
 
 def _hammer(path: str, worker: int) -> None:

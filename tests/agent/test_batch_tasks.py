@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.batch_tasks import BatchInputError, read_tasks, run_dir_name, select_tasks
+from agent.doors.batch.tasks import BatchInputError, read_tasks, run_dir_name, select_tasks
 from tests.agent.test_batch_support import make_repo, write_tasks
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.fake_server import ScriptedServer
+from tests.support.fake_server import ScriptedServer
 from tests.support.cli import start_until
 from tests.support.example import (
     CWM_FIX,
@@ -42,7 +42,7 @@ def run_cli(
     for name in ("MENDLOOP_BASE_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
         env.pop(name, None)
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT
+        [sys.executable, "-m", "agent.cli.main", *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT
     )
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
-from agent.fake_server import ScriptedServer
+from agent.cli.main import main
+from tests.support.fake_server import ScriptedServer
 from tests.support.example import ROOT, make_repo
 
 IMAGE = os.environ.get("MENDLOOP_TEST_IMAGE", "mendloop-base:bookworm")
@@ -77,7 +77,7 @@ def test_sandbox_prune_removes_a_leftover_container() -> None:
         check=True,
     ).stdout.strip()
     proc = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "sandbox", "prune"],
+        [sys.executable, "-m", "agent.cli.main", "sandbox", "prune"],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -13,7 +13,7 @@ import pytest
 
 import sandboxes.select as select
 from agent.config import Settings
-from agent.doctor import Check, check_endpoint, render_doctor, run_doctor
+from agent.doors.doctor import Check, check_endpoint, render_doctor, run_doctor
 from sandboxes.base import SandboxError, SandboxSpec
 from sandboxes.local import LocalSandbox
 

@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from agent.fake_server import NODE_HEADER, ScriptedServer, count_tokens
+from tests.support.fake_server import NODE_HEADER, ScriptedServer, count_tokens
 
 
 def chat(server: ScriptedServer, node: str | None, model: str = "facebook/cwm", **extra: object) -> httpx.Response:
@@ -109,7 +109,7 @@ def test_cli_serves_a_script_and_logs_every_request(tmp_path: Path) -> None:
     script.write_text(json.dumps({"write": ["from the cli"]}))
     log = tmp_path / "requests.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.fake_server", "--script", str(script), "--log", str(log)],
+        [sys.executable, "-m", "tests.support.fake_server", "--script", str(script), "--log", str(log)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -131,7 +131,7 @@ def test_cli_rejects_a_malformed_script(tmp_path: Path) -> None:
     script = tmp_path / "script.json"
     script.write_text(json.dumps({"write": "not a list"}))
     done = subprocess.run(
-        [sys.executable, "-m", "agent.fake_server", "--script", str(script)], capture_output=True, text=True
+        [sys.executable, "-m", "tests.support.fake_server", "--script", str(script)], capture_output=True, text=True
     )
     assert done.returncode == 2 and "expected a JSON object" in done.stderr
 

@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from agent import gitops
-from agent.github import (
+from agent.doors import gitops
+from agent.doors.issue.github import (
     GitHubClient,
     GitHubError,
     IssueRef,

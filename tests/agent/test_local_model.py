@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from agent._llama_build import CMAKE_FLAGS, cached_server, flags_hash, server_dir
-from agent._model_files import DEFAULT_MODEL, ModelFileError, ModelSpec, assemble, check_gguf, get_spec
+from agent.doors.local.build import CMAKE_FLAGS, cached_server, flags_hash, server_dir
+from agent.doors.local.files import DEFAULT_MODEL, ModelFileError, ModelSpec, assemble, check_gguf, get_spec
 from agent.config import load_settings
-from agent.local_model import LocalServer, LocalServerError, local_settings, watching
+from agent.doors.local.server import LocalServer, LocalServerError, local_settings, watching
 from agent.model import ModelClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,7 +138,7 @@ def test_cli_reports_a_corrupt_model_in_one_line_with_exit_2(tmp_path: Path) -> 
     cache_bin.write_text("#!/bin/sh\nexit 0\n")
     cache_bin.chmod(0o755)
     done = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "serve-local", "--model", str(bad), "--port", "0"],
+        [sys.executable, "-m", "agent.cli.main", "serve-local", "--model", str(bad), "--port", "0"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -175,7 +175,7 @@ def test_demo_runs_the_full_loop_with_the_real_local_model(tmp_path: Path) -> No
     _real_parts()
     out = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k not in ("MENDLOOP_BASE_URL", "OPENAI_BASE_URL")}
-    cmd = [sys.executable, "-m", "agent.cli", "demo", "--out", str(out), "--max-iterations", "2"]
+    cmd = [sys.executable, "-m", "agent.cli.main", "demo", "--out", str(out), "--max-iterations", "2"]
     done = subprocess.run([*cmd, "--sandbox", "local"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode in (0, 1), done.stderr[-2000:]
     assert "local model ready at http://127.0.0.1:" in done.stderr

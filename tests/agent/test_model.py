@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from agent.budget import Budget, BudgetExceeded, Usage
 from agent.config import ConfigError, Settings
-from agent.fake_server import ScriptedServer
+from tests.support.fake_server import ScriptedServer
 from agent.model import NODE_HEADER, Completion, EndpointError, ModelClient
 from tools.errors import FatalError
 

@@ -1,6 +1,6 @@
 """The pre-commit front door, driven by the real ``pre-commit`` package in real git repositories.
 
-The hook is a ``repo: local`` / ``language: system`` hook running this interpreter's ``-m agent.cli fix`` (no venv to
+The hook is a ``repo: local`` / ``language: system`` hook running this interpreter's ``-m agent.cli.main fix`` (no venv to
 build); the model is the scripted HTTP server. What is promised: a failing commit is blocked and repaired in the working
 tree, a passing one costs no model request, an unreachable endpoint blocks unless ``--fail-open``, and unstaged work
 is never touched. (``test_precommit_manifest.py`` installs the hook through the real ``.pre-commit-hooks.yaml``.)
@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from agent.config import load_settings
-from agent.fake_server import ScriptedServer
-from agent.precommit import repair_task, run_checks
+from tests.support.fake_server import ScriptedServer
+from agent.doors.precommit import repair_task, run_checks
 from tests.support.example import CWM_FIX, CWM_WRONG_FIX, REPLACE, ROOT, SEARCH, make_repo, tree_state
 
 STAGED = ('    """Arithmetic mean; raises ValueError on an empty list."""', '    """Arithmetic mean (staged edit)."""')
@@ -50,7 +50,7 @@ def local_hook(hook_id: str, *args: str, verbose: bool = False) -> dict[str, Any
         "verbose": verbose,  # pre-commit shows a passing hook's output (the --fail-open warning) only when verbose
         "id": hook_id,
         "name": hook_id,
-        "entry": f"{sys.executable} -m agent.cli fix",
+        "entry": f"{sys.executable} -m agent.cli.main fix",
         "language": "system",
         "types": ["python"],
         "require_serial": True,
@@ -158,7 +158,7 @@ def test_unreachable_endpoint_blocks_with_one_line_and_fail_open_lets_through(tm
 
 
 def run_fix(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return sh(repo, sys.executable, "-m", "agent.cli", "fix", "--sandbox", "local", *args, env=env, check=False)
+    return sh(repo, sys.executable, "-m", "agent.cli.main", "fix", "--sandbox", "local", *args, env=env, check=False)
 
 
 def test_direct_run_refuses_unstaged_files_unless_forced(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.fake_server import ScriptedServer
+from tests.support.fake_server import ScriptedServer
 from tests.support.cli import start_until
 from tests.support.example import CWM_FIX, CWM_REPRODUCE, CWM_WRONG_FIX, ISSUE, ROOT, assert_patch_repairs, make_repo
 
@@ -28,7 +28,7 @@ BACKENDS = [
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "agent.cli", *args]
+    return [sys.executable, "-m", "agent.cli.main", *args]
 
 
 def env() -> dict[str, str]:

@@ -18,7 +18,7 @@ import pytest
 from rich.console import Console
 
 from agent.config import Settings
-from agent.solve_issue import IssueOutcome, IssueRequest, solve_issue
+from agent.doors.issue.flow import IssueOutcome, IssueRequest, solve_issue
 from agent.task import RunResult, Task
 from tests.support.fake_github import FakeGitHub, init_bare_repo, run_git
 from tools.errors import FatalError
@@ -317,7 +317,7 @@ def test_the_token_is_in_no_file_the_run_wrote(world: World) -> None:
 
 @pytest.mark.slow  # the real runner runs pytest three times in the local sandbox: tens of seconds on a busy machine
 def test_cli_solves_an_issue_end_to_end(world: World) -> None:
-    from agent.fake_server import ScriptedServer
+    from tests.support.fake_server import ScriptedServer
 
     home = world.tmp / "home"
     home.mkdir()
@@ -330,7 +330,7 @@ def test_cli_solves_an_issue_end_to_end(world: World) -> None:
     server = ScriptedServer({"write": [WRITE_REPLY]}).start()
     try:
         args = [
-            sys.executable, "-m", "agent.cli", "solve", "--issue", "https://github.com/acme/widgets/issues/7",
+            sys.executable, "-m", "agent.cli.main", "solve", "--issue", "https://github.com/acme/widgets/issues/7",
             "--github-api-url", world.fake.url, "--base-url", server.url, "--sandbox", "local", "--no-reproduce",
             "--open-pr", "--out", str(world.out), "--max-iterations", "2",
         ]  # fmt: skip

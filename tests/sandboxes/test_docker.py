@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from sandboxes._docker_image import derived_key
+from sandboxes.docker.image import derived_key
 from sandboxes.base import Limits, SandboxError, SandboxSpec, sandbox_class
 from sandboxes.docker import DockerSandbox, docker_available, prune
 

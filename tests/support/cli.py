@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Mapping
 
-from agent.fake_server import ScriptedServer
+from tests.support.fake_server import ScriptedServer
 from tests.support.example import ROOT
 
 
@@ -35,7 +35,7 @@ def start_until(
 ) -> subprocess.Popen[str]:
     """Start ``mendloop ARGS`` and return once ``server`` has received ``count`` requests from ``node``."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", *args],
+        [sys.executable, "-m", "agent.cli.main", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

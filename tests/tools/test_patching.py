@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tools._diffparse import parse_diff
+from tools.patching.diffparse import parse_diff
 from tools.edits import CreateFile, DeleteFile, SearchReplace, UnifiedDiff, WholeFile
 from tools.patching import PathRefused, apply_edit, apply_edits, check_syntax, resolve_path
 

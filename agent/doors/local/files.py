@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent._llama_build import cache_root
+from agent.doors.local.build import cache_root
 from tools.errors import FatalError
 
 Progress = Callable[[str], None]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import Settings, load_settings
-from agent.local_model import LocalServer, local_settings, start_local, watching
+from agent.doors.local.server import LocalServer, local_settings, start_local, watching
 from agent.task import RunResult, Task
 from tools.errors import FatalError
 

@@ -1,7 +1,7 @@
-"""``mendloop solve --issue``: the CLI's thin layer over :mod:`agent.solve_issue`.
+"""``mendloop solve --issue``: the CLI's thin layer over :mod:`agent.doors.issue.flow`.
 
 Why separate from ``agent/cli.py``: the lead's ``solve`` command parses the common options into ``Settings``
-and hands the issue options here; this module only turns them into an :class:`~agent.solve_issue.IssueRequest`
+and hands the issue options here; this module only turns them into an :class:`~agent.doors.issue.flow.IssueRequest`
 and prints the outcome (to stderr, with rich). ``FatalError`` is not caught: the CLI edge prints it and exits
 2."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 
 from agent.config import Settings
-from agent.solve_issue import IssueOutcome, IssueRequest, Solver, solve_issue
+from agent.doors.issue.flow import IssueOutcome, IssueRequest, Solver, solve_issue
 
 __all__ = ["solve_issue_command"]
 

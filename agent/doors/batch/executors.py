@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent.batch_worker import LOG_FILE, OUTCOME_FILE, child_main
+from agent.doors.batch.worker import LOG_FILE, OUTCOME_FILE, child_main
 from tools.errors import FatalError
 
 __all__ = [
@@ -69,7 +69,7 @@ def _context() -> Any:
     """A forkserver that has imported the repair loop once: every task still gets a fresh process of its own,
     but forks in milliseconds instead of paying seconds of imports (langgraph, openai) per task."""
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["agent.batch_worker", "agent.runner"])
+    ctx.set_forkserver_preload(["agent.doors.batch.worker", "agent.runner"])
     return ctx
 
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sandboxes import _docker_container, _docker_exec, _docker_sync
+from sandboxes.docker import container as _docker_container, exec_wrap as _docker_exec, sync as _docker_sync
 from sandboxes.base import Limits, SandboxError, SandboxSpec
 
 DERIVED_REPO = "mendloop-derived"

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sandboxes import _docker_container, _docker_exec, _docker_image, _docker_sync
+from sandboxes.docker import container as _docker_container, exec_wrap as _docker_exec, image as _docker_image, sync as _docker_sync
 from sandboxes.base import ExecResult, SandboxError, SandboxSpec
 
 __all__ = ["DockerSandbox", "docker_available", "prune"]

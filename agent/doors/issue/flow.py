@@ -18,9 +18,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from agent import gitops
+from agent.doors import gitops
 from agent.config import Settings
-from agent.github import (
+from agent.doors.issue.github import (
     TOKEN_ENVS,
     GitHubClient,
     GitHubError,

@@ -24,8 +24,8 @@ from typing import Any
 
 import httpx
 
-from agent._llama_build import build_server, cached_server
-from agent._model_files import DEFAULT_MODEL, MODELS, check_gguf, ensure_model, get_spec
+from agent.doors.local.build import build_server, cached_server
+from agent.doors.local.files import DEFAULT_MODEL, MODELS, check_gguf, ensure_model, get_spec
 from agent.config import Settings
 from tools.errors import FatalError
 
@@ -250,7 +250,7 @@ def watching(server: LocalServer | None) -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m agent.local_model [MODEL]``: build/fetch what the local model needs; print the two paths."""
+    """``python -m agent.doors.local.server [MODEL]``: build/fetch what the local model needs; print the two paths."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv

@@ -3,7 +3,7 @@
 Why a module of its own: ``agent/cli.py`` registers ``fix`` by itself once this module exists; the model, sandbox and
 budget options are the shared ones from ``cli_options`` so they read exactly as they do for ``solve``. Exit codes
 follow pre-commit: 0 all checks pass, 1 files were modified (or still fail), 2 infrastructure or usage error (0 with
-``--fail-open``). The logic lives in ``agent.precommit``; this only turns flags into settings and prints.
+``--fail-open``). The logic lives in ``agent.doors.precommit``; this only turns flags into settings and prints.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.syntax import Syntax
 
-from agent.cli_options import (
+from agent.cli.shared import (
     BaseUrl,
     Candidates,
     CommandTimeout,
@@ -40,7 +40,7 @@ from agent.cli_options import (
     settings_from_flags,
 )
 from agent.config import Settings
-from agent.precommit import Unavailable, git_root, repo_relative, run_fix
+from agent.doors.precommit import Unavailable, git_root, repo_relative, run_fix
 from agent.runner import default_run_dir
 from agent.task import RunResult, Task
 
@@ -83,7 +83,7 @@ def fix(
     temperature: Temperature = None,
 ) -> int:
     """Run the checks; if they fail, repair the staged files in place and print the diff (pre-commit hook)."""
-    from agent.cli import progress  # here: agent.cli imports this module while it loads
+    from agent.cli.main import progress  # here: agent.cli.main imports this module while it loads
 
     root = git_root(repo.resolve())
     settings = settings_from_flags(

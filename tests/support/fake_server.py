@@ -324,8 +324,8 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m agent.fake_server --script FILE.json``: serve until killed; prints the URL first."""
-    parser = argparse.ArgumentParser(prog="python -m agent.fake_server", description=__doc__.splitlines()[0])
+    """``python -m tests.support.fake_server --script FILE.json``: serve until killed; prints the URL first."""
+    parser = argparse.ArgumentParser(prog="python -m tests.support.fake_server", description=__doc__.splitlines()[0])
     parser.add_argument("--script", type=Path, required=True, help="JSON object {node: [replies]}")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds to wait before every chat reply")

@@ -1,4 +1,4 @@
-"""One batch task in its own process: ``python -m agent.batch_worker`` reads a job on stdin, writes
+"""One batch task in its own process: ``python -m agent.doors.batch.worker`` reads a job on stdin, writes
 outcome.json.
 
 Why a process per task: a task that crashes the interpreter, leaks memory or hangs in a test can then be
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.batch_tasks import BatchTask
+from agent.doors.batch.tasks import BatchTask
 from agent.config import Settings
 from agent.task import RunResult, Task
 from tools.errors import FatalError

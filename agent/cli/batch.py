@@ -15,8 +15,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from agent.batch import BatchOptions, run_batch
-from agent.cli_options import (
+from agent.doors.batch.run import BatchOptions, run_batch
+from agent.cli.shared import (
     BaseUrl,
     Candidates,
     CommandTimeout,
@@ -205,7 +205,7 @@ def batch(
 
 
 def main() -> None:
-    """``python -m agent.cli_batch``: the command on its own, until and besides ``mendloop batch``."""
+    """``python -m agent.cli.batch``: the command on its own, until and besides ``mendloop batch``."""
     app = typer.Typer(add_completion=False)
     app.command()(batch)
     app()

@@ -2,7 +2,7 @@
 
 Why ``main(argv) -> int`` around typer: like pre-commit, the whole program has one edge where a ``FatalError`` becomes
 ``mendloop: error: <one line>`` and an exit code (2), usage errors become exit 2, and Ctrl-C / SIGTERM leave a
-resumable run behind. Tests call ``main([...])`` or run ``python -m agent.cli`` as a subprocess.
+resumable run behind. Tests call ``main([...])`` or run ``python -m agent.cli.main`` as a subprocess.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agent import cli_options as opt
+from agent.cli import shared as opt
 from agent.config import Settings, env_config, load_settings
 from agent.runner import default_run_dir, load_run, solve
 from agent.task import RunResult, Task
@@ -167,7 +167,7 @@ def solve_command(
         result = run_task(prior_task, settings, resume, resume=True)
         return _finish(result, prior_task, apply)
     if issue is not None:
-        from agent.cli_solve_issue import solve_issue_command
+        from agent.cli.solve import solve_issue_command
 
         settings = load_settings(repo, flags)
         return solve_issue_command(
@@ -244,7 +244,7 @@ def doctor_command(
     model: opt.ModelName = None,
 ) -> int:
     """Check the endpoint, Docker, bubblewrap and the image; say what is missing and how to fix it."""
-    from agent.doctor import render_doctor, run_doctor
+    from agent.doors.doctor import render_doctor, run_doctor
 
     settings = load_settings(repo, {"sandbox": sandbox, "image": image, "base_url": base_url, "model": model})
     text, code = render_doctor(run_doctor(settings))
@@ -266,7 +266,7 @@ def prune_command() -> int:
 
 def _register_optional() -> None:
     """Front doors that live in their own modules register here."""
-    from agent import cli_batch, cli_fix, cli_local
+    from agent.cli import batch as cli_batch, fix as cli_fix, local as cli_local
 
     app.command("batch")(cli_batch.batch)
     app.command("fix")(cli_fix.fix)

@@ -27,10 +27,10 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from agent.batch_exec import RunPolicy, make_executor
-from agent.batch_report import Totals, render_markdown, render_table, result_row, totals
-from agent.batch_store import BatchStore
-from agent.batch_tasks import BatchTask, read_tasks, run_dir_name, select_tasks
+from agent.doors.batch.executors import RunPolicy, make_executor
+from agent.doors.batch.report import Totals, render_markdown, render_table, result_row, totals
+from agent.doors.batch.store import BatchStore
+from agent.doors.batch.tasks import BatchTask, read_tasks, run_dir_name, select_tasks
 from agent.config import Settings
 
 __all__ = ["BatchOptions", "BatchSummary", "run_batch"]

@@ -1,7 +1,7 @@
 """``mendloop serve-local`` and ``mendloop demo``: typer command functions, registered by ``agent/cli.py``.
 
 Why a module of its own: both commands need the local-model machinery (build, download, process) that no other
-front door needs. Until ``agent/cli.py`` registers them, ``python -m agent.cli_local serve-local|demo`` runs them with
+front door needs. Until ``agent/cli.py`` registers them, ``python -m agent.cli.local serve-local|demo`` runs them with
 the same error edge (``FatalError`` -> one line, exit 2).
 """
 
@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from agent import cli_options as opt
+from agent.cli import shared as opt
 from agent.config import Settings
 from agent.task import RunResult, Task
 from tools.errors import FatalError
@@ -31,7 +31,7 @@ CtxSize = Annotated[int, typer.Option("--ctx-size", help="Context window in toke
 
 
 def _progress(message: str) -> None:
-    from agent.cli import progress
+    from agent.cli.main import progress
 
     progress(message)
 
@@ -50,7 +50,7 @@ def serve_local(
     ctx_size: CtxSize = 4096,
 ) -> int:
     """Start an OpenAI-compatible server for a small code model on the CPU; print its base URL; run until Ctrl-C."""
-    from agent.local_model import start_local
+    from agent.doors.local.server import start_local
 
     with start_local(model, port=port, threads=threads, ctx_size=ctx_size, progress=_progress) as server:
         sys.stdout.write(f"{server.base_url}\n")
@@ -62,7 +62,7 @@ def serve_local(
 
 
 def _run(task: Task, settings: Settings, out: Path | None) -> RunResult:
-    from agent.cli import run_task
+    from agent.cli.main import run_task
 
     return run_task(task, settings, out)
 
@@ -78,7 +78,7 @@ def demo(
     max_iterations: opt.MaxIterations = None,
 ) -> int:
     """Repair the example project (median() of even-sized lists): the configured endpoint, or a local model."""
-    from agent.demo import run_demo
+    from agent.doors.local.demo import run_demo
 
     flags = opt.collect_flags(
         sandbox=sandbox, base_url=base_url, model=model, dialect=dialect, max_iterations=max_iterations

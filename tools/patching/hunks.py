@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tools._diffparse import Hunk
-from tools._ladder import Ambiguous, Match, Op, locate, new_side, old_side, splice
-from tools._report import closest_lines
+from tools.patching.diffparse import Hunk
+from tools.patching.ladder import Ambiguous, Match, Op, locate, new_side, old_side, splice
+from tools.patching.report import closest_lines
 
 
 @dataclass

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandboxes import _docker_cleanup
+from sandboxes.docker import cleanup as _docker_cleanup
 from sandboxes.base import Limits, SandboxError
 
 WORKDIR = "/workspace"
