@@ -160,7 +160,7 @@ def solve(
                 if app.get_state(THREAD).next:
                     app.invoke(None, THREAD, context=ctx)
             else:
-                app.invoke(RepairState(task=task.to_dict()), THREAD, context=ctx)
+                app.invoke(RepairState(iteration=0), THREAD, context=ctx)
         finally:
             ctx.close()
             _save_elapsed(run_dir, before + time.monotonic() - started)

@@ -11,17 +11,8 @@ from __future__ import annotations
 from typing import Annotated, Any, TypedDict
 
 
-def keep_latest_usage(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any]:
-    """Usage snapshots from parallel candidates: keep the one that has seen the most calls (they share one counter)."""
-    if not old:
-        return new or {}
-    if not new:
-        return old
-    return new if int(new.get("calls", 0)) >= int(old.get("calls", 0)) else old
-
-
 def add_candidates(old: list[dict[str, Any]] | None, new: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    """Candidates of the current round accumulate; a ``None`` marker entry clears them for the next round."""
+    """Candidates of the current round accumulate; an entry ``{"reset": True}`` clears them for the next round."""
     out = list(old or [])
     for item in new or []:
         if item.get("reset"):
@@ -43,13 +34,8 @@ def first_reason(old: str | None, new: str | None) -> str:
 class RepairState(TypedDict, total=False):
     """What one repair knows. Nodes return partial updates of it."""
 
-    # set by the runner
-    task: dict[str, Any]
-    test_cmd: str
-
     # set by prepare
-    workspace: str
-    base: str
+    test_cmd: str
     baseline: dict[str, Any]  # TestReport.to_dict() of the untouched code
     protected: list[str]  # files the model may not edit (existing tests)
 
@@ -70,7 +56,6 @@ class RepairState(TypedDict, total=False):
     best: dict[str, Any]  # best verified attempt so far: patch, passed, failed
 
     # accounting and outcome
-    usage: Annotated[dict[str, Any], keep_latest_usage]
     stop_reason: Annotated[str, first_reason]  # set when a budget or infrastructure limit ends the loop early
     status: str  # resolved | unresolved | error
     reason: str

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from agent.model import Completion
 from tools.edits import Edit
+from tools.tracing import Trace
 
 __all__ = [
     "THINK_CLOSE",
@@ -68,6 +69,18 @@ class Dialect(Protocol):
     name: str
 
     def system_prompt(self, environment: str) -> str: ...
+
+    def tool_description(self) -> str:
+        """The environment text that tells this model which tools it has and how to write them."""
+        ...
+
+    def no_edit_hint(self) -> str:
+        """What to tell the model when its answer held no edit, in the form this dialect reads."""
+        ...
+
+    def render_trace(self, trace: Trace, budget_tokens: int) -> str:
+        """An execution trace as this model reads it best (CWM's own format for CWM, readable text otherwise)."""
+        ...
 
     def tools(self) -> list[dict[str, Any]] | None: ...
 

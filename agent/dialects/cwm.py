@@ -14,7 +14,9 @@ from typing import Any
 from agent.dialects.base import Action, BashCall, Parsed, Submit, full_text, observation_body, split_think
 from agent.dialects.fences import parse_fenced, parse_search_replace
 from agent.model import Completion
+from agent.prompts import template
 from tools.edits import CreateFile
+from tools.tracing import Trace, render_cwm
 
 __all__ = ["SYSTEM_PROMPT", "TOOL_RE", "CwmDialect"]
 
@@ -36,6 +38,15 @@ class CwmDialect:
 
     def system_prompt(self, environment: str) -> str:
         return f"{SYSTEM_PROMPT}\n\n# Environment\n\n{environment}"
+
+    def tool_description(self) -> str:
+        return template("tools_cwm").strip()
+
+    def no_edit_hint(self) -> str:
+        return "No edit was found in your answer. Change the code with the edit tool (<tool: edit> block)."
+
+    def render_trace(self, trace: Trace, budget_tokens: int) -> str:
+        return render_cwm(trace, budget_tokens=budget_tokens)
 
     def tools(self) -> list[dict[str, Any]] | None:
         return None

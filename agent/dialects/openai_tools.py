@@ -17,7 +17,9 @@ from typing import Any
 from agent.dialects.base import Action, BashCall, Parsed, Submit, observation_body, split_think
 from agent.dialects.fences import parse_fenced
 from agent.model import Completion
+from agent.prompts import template
 from tools.edits import CreateFile, SearchReplace, UnifiedDiff
+from tools.tracing import Trace, render_readable
 
 __all__ = ["TOOL_SCHEMAS", "OpenAIDialect", "calls_in_text"]
 
@@ -210,6 +212,15 @@ class OpenAIDialect:
 
     def system_prompt(self, environment: str) -> str:
         return f"{_INTRO}\n\n# Environment\n\n{environment}"
+
+    def tool_description(self) -> str:
+        return template("tools_openai").strip()
+
+    def no_edit_hint(self) -> str:
+        return "No edit was found in your answer. Change the code with the edit tool (call the `edit` function)."
+
+    def render_trace(self, trace: Trace, budget_tokens: int) -> str:
+        return render_readable(trace, budget_tokens=budget_tokens)
 
     def tools(self) -> list[dict[str, Any]] | None:
         return TOOL_SCHEMAS

@@ -1,18 +1,21 @@
-"""Small helpers the nodes share: message building, protected-file checks, test ids of files.
+"""What the nodes share: one model turn (``ask``), message building, protected-file checks, the test suite run and
+the definition of "resolved".
 
-Why here and not in each node: the write and reproduce nodes talk to the model the same way, and both must refuse
-the same edits; one definition keeps them from drifting apart.
+Why here and not in each node: the write and reproduce nodes talk to the model the same way, both must refuse the
+same edits, and verify and finish must agree on what counts as resolved; one definition keeps them from drifting.
 """
 
 from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agent.context import RunContext
-from agent.prompts import template
+from agent.dialects.base import Parsed
+from agent.model import Completion
 from agent.state import RepairState
 from sandboxes.base import Sandbox
 from tools.testing import TestReport, merge_reports, run_tests
@@ -21,8 +24,46 @@ from tools.testing import TestReport, merge_reports, run_tests
 def system_message(ctx: RunContext) -> dict[str, Any]:
     """The dialect's system prompt with the tool description for that dialect."""
     dialect = ctx.dialect
-    environment = template("tools_cwm" if dialect.name == "cwm" else "tools_openai").strip()
-    return {"role": "system", "content": dialect.system_prompt(environment)}
+    return {"role": "system", "content": dialect.system_prompt(dialect.tool_description())}
+
+
+@dataclass
+class Turn:
+    """One model turn: the answer, what it asked for, and the conversation with the answer appended."""
+
+    completion: Completion
+    parsed: Parsed
+    messages: list[dict[str, Any]]
+
+    @property
+    def tokens(self) -> int:
+        return self.completion.prompt_tokens + self.completion.completion_tokens
+
+
+def ask(ctx: RunContext, messages: list[dict[str, Any]], node: str) -> Turn:
+    """Send ``messages``, parse the answer in the run's dialect, and append it. Raises ``BudgetExceeded``."""
+    completion = ctx.model.complete(messages, node=node, tools=ctx.dialect.tools())
+    parsed = ctx.dialect.parse(completion)
+    return Turn(completion, parsed, [*messages, ctx.dialect.assistant_message(completion)])
+
+
+def observe(ctx: RunContext, turn: Turn, text: str, *, remaining_turns: int | None = None) -> list[dict[str, Any]]:
+    """The conversation after ``turn`` with the observation ``text`` appended the way the dialect wants it."""
+    return [
+        *turn.messages,
+        *ctx.dialect.observation_messages(
+            turn.completion, text, remaining_turns=remaining_turns, remaining_tokens=None
+        ),
+    ]
+
+
+def is_resolved(report: TestReport, state: RepairState, ctx: RunContext) -> bool:
+    """All tests pass, and every test that must pass (reproduction, FAIL_TO_PASS, PASS_TO_PASS) was seen passing."""
+    if report.status != "passed":
+        return False
+    required = [*state.get("repro_ids", []), *ctx.task.fail_to_pass, *ctx.task.pass_to_pass]
+    passed = set(report.passed)
+    return all(test in passed for test in required)
 
 
 def add_user(messages: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:

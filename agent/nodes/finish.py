@@ -13,8 +13,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from agent.context import RunContext
-from agent.nodes.common import run_suite
-from agent.nodes.verify import is_resolved
+from agent.nodes.common import is_resolved, run_suite
 from agent.state import RepairState
 from tools.errors import FatalError
 from tools.testing import TestReport

@@ -41,8 +41,6 @@ def prepare(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     protected = [f for f in list_files(ctx.workspace.root, limit=100_000) if f.endswith(".py") and is_test_file(f)]
     return {
         "test_cmd": cmd,
-        "workspace": str(ctx.workspace.root),
-        "base": ctx.workspace.base,
         "baseline": report.to_dict(),
         "last_report": report.to_dict(),
         "protected": protected,

@@ -14,9 +14,9 @@ from langgraph.runtime import Runtime
 
 from agent.budget import BudgetExceeded
 from agent.context import RunContext
-from agent.nodes.common import add_user, hypothesis_args, protection, system_message, test_cmd
-from agent.prompts import render
+from agent.nodes.common import add_user, ask, hypothesis_args, observe, protection, system_message, test_cmd
 from agent.nodes.repo_context import gather, is_test_file
+from agent.prompts import render
 from agent.state import RepairState
 from tools.edits import CreateFile, Edit, WholeFile
 from tools.patching import apply_edit
@@ -55,11 +55,10 @@ def reproduce(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any
     for attempt in range(1, ctx.settings.reproduce_attempts + 1):
         ctx.progress(f"asking for a reproduction test (attempt {attempt})")
         try:
-            completion = ctx.model.complete(messages, node=NODE, tools=ctx.dialect.tools())
+            answer = ask(ctx, messages, NODE)
         except BudgetExceeded as exc:
-            return {"stop_reason": str(exc), "repro_notes": notes, "usage": ctx.usage.to_dict()}
-        parsed = ctx.dialect.parse(completion)
-        messages.append(ctx.dialect.assistant_message(completion))
+            return {"stop_reason": str(exc), "repro_notes": notes}
+        parsed = answer.parsed
         edits, observations = _test_files(parsed.actions)
         observations = [*parsed.problems, *observations]
         written: list[str] = []
@@ -85,7 +84,6 @@ def reproduce(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any
                     "repro_ids": verdict.failing,
                     "repro_notes": notes,
                     "workspace_patch": ctx.workspace.diff(),
-                    "usage": ctx.usage.to_dict(),
                 }
             for rel in written:
                 (root / rel).unlink(missing_ok=True)
@@ -94,13 +92,11 @@ def reproduce(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any
             notes.append(f"attempt {attempt}: no test file in the answer")
             observations.append(f"No new test file was created. Create `{path}` with a <tool: create> block.")
         text = "\n".join(o for o in observations if o)
-        messages.extend(ctx.dialect.observation_messages(completion, text, remaining_turns=None, remaining_tokens=None))
-        messages = add_user(messages, "Write the reproduction test again, fixing what was wrong.")
+        messages = add_user(observe(ctx, answer, text), "Write the reproduction test again, fixing what was wrong.")
     ctx.progress("no reproduction test was kept; going on without one")
     return {
         "repro_notes": [*notes, "no reproduction test kept"],
         "workspace_patch": ctx.workspace.diff(),
-        "usage": ctx.usage.to_dict(),
         "repro_files": [],
         "repro_ids": [],
     }

@@ -12,24 +12,15 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from agent.context import RunContext
-from agent.nodes.common import run_suite
-from agent.prompts import render
+from agent.nodes.common import is_resolved, run_suite
 from agent.nodes.selection import Scored, pick
+from agent.prompts import render
 from agent.state import RepairState
 from tools.testing import TestReport
-from tools.tracing import render_cwm, render_readable, trace_test
+from tools.tracing import trace_test
 
 MAX_TRACES = 2
 TRACE_TOKENS = 1500
-
-
-def is_resolved(report: TestReport, state: RepairState, ctx: RunContext) -> bool:
-    """All tests pass, and every test that must pass (reproduction, FAIL_TO_PASS, PASS_TO_PASS) was seen passing."""
-    if report.status != "passed":
-        return False
-    required = [*state.get("repro_ids", []), *ctx.task.fail_to_pass, *ctx.task.pass_to_pass]
-    passed = set(report.passed)
-    return all(test in passed for test in required)
 
 
 def _traces(ctx: RunContext, report: TestReport) -> str:
@@ -40,10 +31,7 @@ def _traces(ctx: RunContext, report: TestReport) -> str:
         trace = trace_test(ctx.sandbox, test_id, timeout=ctx.settings.command_timeout)
         if trace is None:
             continue
-        if ctx.dialect.name == "cwm":
-            text = render_cwm(trace, budget_tokens=TRACE_TOKENS)
-        else:
-            text = render_readable(trace, budget_tokens=TRACE_TOKENS)
+        text = ctx.dialect.render_trace(trace, TRACE_TOKENS)
         blocks.append(f"Execution trace of {trace.function} ({trace.file}) while running {test_id}:\n{text}")
     return ("\n\n".join(blocks) + "\n\n") if blocks else ""
 

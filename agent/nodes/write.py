@@ -15,9 +15,9 @@ from langgraph.runtime import Runtime
 from agent.budget import BudgetExceeded
 from agent.context import RunContext
 from agent.dialects.base import BashCall, Submit
-from agent.nodes.common import add_user, protection, system_message
-from agent.prompts import render
+from agent.nodes.common import add_user, ask, observe, protection, system_message
 from agent.nodes.repo_context import gather
+from agent.prompts import render
 from agent.state import RepairState
 from tools.patching import apply_edit, check_syntax
 from tools.testing import TestReport
@@ -71,13 +71,12 @@ def write(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     for turn in range(TURNS_PER_ROUND):
         ctx.progress(f"asking for a change (round {state.get('iteration', 0) + 1}, turn {turn + 1})")
         try:
-            completion = ctx.model.complete(messages, node=NODE, tools=ctx.dialect.tools())
+            answer = ask(ctx, messages, NODE)
         except BudgetExceeded as exc:
             stop_reason = str(exc)
             break
-        tokens += completion.prompt_tokens + completion.completion_tokens
-        parsed = ctx.dialect.parse(completion)
-        messages.append(ctx.dialect.assistant_message(completion))
+        tokens += answer.tokens
+        parsed = answer.parsed
         observations = list(parsed.problems)
         looked = submitted = False
         changed: list[str] = []
@@ -99,17 +98,10 @@ def write(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         observations.extend(syntax)
         applied.extend(changed)
         if not parsed.actions:
-            observations.append(
-                "No edit was found in your answer. Change the code with the edit tool"
-                + (" (<tool: edit> block)." if ctx.dialect.name == "cwm" else " (call the `edit` function).")
-            )
+            observations.append(ctx.dialect.no_edit_hint())
         log.extend(o for o in observations if o)
         text = "\n\n".join(o for o in observations if o) or "Done."
-        messages.extend(
-            ctx.dialect.observation_messages(
-                completion, text, remaining_turns=TURNS_PER_ROUND - turn - 1, remaining_tokens=None
-            )
-        )
+        messages = observe(ctx, answer, text, remaining_turns=TURNS_PER_ROUND - turn - 1)
         done = applied and not syntax and (submitted or not looked)
         if done:
             break
@@ -129,7 +121,7 @@ def write(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         "applied": sorted(set(applied)),
         "observations": log[-20:],
     }
-    update: dict[str, Any] = {"candidates": [candidate], "usage": ctx.usage.to_dict()}
+    update: dict[str, Any] = {"candidates": [candidate]}
     if stop_reason:
         update["stop_reason"] = stop_reason
     if not private:

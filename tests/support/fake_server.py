@@ -23,9 +23,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["NODE_HEADER", "RecordedRequest", "Reply", "ScriptedServer", "count_tokens", "main"]
+from agent.model import NODE_HEADER
 
-NODE_HEADER = "X-Mendloop-Node"
+__all__ = ["NODE_HEADER", "RecordedRequest", "Reply", "ScriptedServer", "count_tokens", "main"]
 
 Reply = str | dict[str, Any]
 """A str is the assistant content; a dict may hold content, tool_calls, status, headers, body, delay, usage,
