@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent.model import Completion
+from agent.prompts import template
 from tools.edits import Edit
-from tools.tracing import Trace
+from tools.tracing import Trace, render_readable
 
 __all__ = [
     "THINK_CLOSE",
@@ -21,6 +22,7 @@ __all__ = [
     "Dialect",
     "Parsed",
     "Submit",
+    "TextToolsDialect",
     "observation_body",
     "split_think",
 ]
@@ -64,7 +66,7 @@ class Parsed:
 
 
 class Dialect(Protocol):
-    """How a model speaks. ``environment`` is the task-specific tool description text."""
+    """How a model speaks: what it is told, how its answers are read, how results go back to it."""
 
     name: str
 
@@ -88,14 +90,36 @@ class Dialect(Protocol):
 
     def assistant_message(self, completion: Completion) -> dict[str, Any]: ...
 
-    def observation_messages(
-        self,
-        completion: Completion,
-        output: str,
-        *,
-        remaining_turns: int | None,
-        remaining_tokens: int | None,
-    ) -> list[dict[str, Any]]: ...
+    def observation_messages(self, completion: Completion, body: str) -> list[dict[str, Any]]:
+        """The messages that carry ``body`` (an ``observation_body``) back to the model after ``completion``."""
+        ...
+
+
+class TextToolsDialect:
+    """What the dialects share: the tool description from a prompt file, the answer with its reasoning as the
+    assistant turn, results as a user message, readable traces. A dialect overrides only where it differs."""
+
+    name = ""
+    tools_template = ""
+    edit_hint = ""
+
+    def tool_description(self) -> str:
+        return template(self.tools_template).strip()
+
+    def no_edit_hint(self) -> str:
+        return f"No edit was found in your answer. {self.edit_hint}"
+
+    def render_trace(self, trace: Trace, budget_tokens: int) -> str:
+        return render_readable(trace, budget_tokens=budget_tokens)
+
+    def tools(self) -> list[dict[str, Any]] | None:
+        return None
+
+    def assistant_message(self, completion: Completion) -> dict[str, Any]:
+        return {"role": "assistant", "content": full_text(completion)}
+
+    def observation_messages(self, completion: Completion, body: str) -> list[dict[str, Any]]:
+        return [{"role": "user", "content": body}]
 
 
 def split_think(completion: Completion) -> tuple[str, str]:

@@ -9,12 +9,10 @@ tool`` is unverified.
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from agent.dialects.base import Action, BashCall, Parsed, Submit, full_text, observation_body, split_think
+from agent.dialects.base import Action, BashCall, Parsed, Submit, TextToolsDialect, split_think
 from agent.dialects.fences import parse_fenced, parse_search_replace
 from agent.model import Completion
-from agent.prompts import template
 from tools.edits import CreateFile
 from tools.tracing import Trace, render_cwm
 
@@ -31,25 +29,18 @@ _OPEN_RE = re.compile(r"<tool:\s*([^>\n]*)>")
 TOOLS = ("bash", "edit", "create", "submit")
 
 
-class CwmDialect:
+class CwmDialect(TextToolsDialect):
     """Meta's CWM: split on the last ``</think>``; every ``<tool: …>`` block in the answer is an action."""
 
     name = "cwm"
+    tools_template = "tools_cwm"
+    edit_hint = "Change the code with the edit tool (<tool: edit> block)."
 
     def system_prompt(self, environment: str) -> str:
         return f"{SYSTEM_PROMPT}\n\n# Environment\n\n{environment}"
 
-    def tool_description(self) -> str:
-        return template("tools_cwm").strip()
-
-    def no_edit_hint(self) -> str:
-        return "No edit was found in your answer. Change the code with the edit tool (<tool: edit> block)."
-
     def render_trace(self, trace: Trace, budget_tokens: int) -> str:
         return render_cwm(trace, budget_tokens=budget_tokens)
-
-    def tools(self) -> list[dict[str, Any]] | None:
-        return None
 
     def parse(self, completion: Completion) -> Parsed:
         reasoning, answer = split_think(completion)
@@ -71,20 +62,6 @@ class CwmDialect:
             parsed.actions.extend(edits)
             parsed.problems.extend(problems)
         return parsed
-
-    def assistant_message(self, completion: Completion) -> dict[str, Any]:
-        return {"role": "assistant", "content": full_text(completion)}
-
-    def observation_messages(
-        self,
-        completion: Completion,
-        output: str,
-        *,
-        remaining_turns: int | None,
-        remaining_tokens: int | None,
-    ) -> list[dict[str, Any]]:
-        body = observation_body(output, remaining_turns=remaining_turns, remaining_tokens=remaining_tokens)
-        return [{"role": "user", "content": body}]
 
 
 def _tool(name: str, body: str) -> tuple[list[Action], list[str]]:

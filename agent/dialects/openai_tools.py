@@ -14,12 +14,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from agent.dialects.base import Action, BashCall, Parsed, Submit, observation_body, split_think
+from agent.dialects.base import Action, BashCall, Parsed, Submit, TextToolsDialect, split_think
 from agent.dialects.fences import parse_fenced
 from agent.model import Completion
-from agent.prompts import template
 from tools.edits import CreateFile, SearchReplace, UnifiedDiff
-from tools.tracing import Trace, render_readable
 
 __all__ = ["TOOL_SCHEMAS", "OpenAIDialect", "calls_in_text"]
 
@@ -205,22 +203,15 @@ def _next_open(text: str, pos: int) -> int:
     return min(found) if found else -1
 
 
-class OpenAIDialect:
+class OpenAIDialect(TextToolsDialect):
     """OpenAI-style function calling for any chat model; reads structured calls and JSON in the text."""
 
     name = "openai"
+    tools_template = "tools_openai"
+    edit_hint = "Change the code with the edit tool (call the `edit` function)."
 
     def system_prompt(self, environment: str) -> str:
         return f"{_INTRO}\n\n# Environment\n\n{environment}"
-
-    def tool_description(self) -> str:
-        return template("tools_openai").strip()
-
-    def no_edit_hint(self) -> str:
-        return "No edit was found in your answer. Change the code with the edit tool (call the `edit` function)."
-
-    def render_trace(self, trace: Trace, budget_tokens: int) -> str:
-        return render_readable(trace, budget_tokens=budget_tokens)
 
     def tools(self) -> list[dict[str, Any]] | None:
         return TOOL_SCHEMAS
@@ -257,26 +248,14 @@ class OpenAIDialect:
         ]
         return {"role": "assistant", "content": completion.content or None, "tool_calls": calls}
 
-    def observation_messages(
-        self,
-        completion: Completion,
-        output: str,
-        *,
-        remaining_turns: int | None,
-        remaining_tokens: int | None,
-    ) -> list[dict[str, Any]]:
-        body = observation_body(output, remaining_turns=remaining_turns, remaining_tokens=remaining_tokens)
+    def observation_messages(self, completion: Completion, body: str) -> list[dict[str, Any]]:
         if not completion.tool_calls:
             return [{"role": "user", "content": body}]
         # every structured call needs its own answer; the one output covers them all
         first, *rest = completion.tool_calls
         messages = [{"role": "tool", "tool_call_id": first.id, "content": body}]
         messages += [
-            {
-                "role": "tool",
-                "tool_call_id": c.id,
-                "content": "(the output of all calls is in the first result)",
-            }
+            {"role": "tool", "tool_call_id": c.id, "content": "(the output of all calls is in the first result)"}
             for c in rest
         ]
         return messages

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.context import RunContext
-from agent.dialects.base import Parsed
+from agent.dialects.base import Parsed, observation_body
 from agent.model import Completion
 from agent.state import RepairState
 from sandboxes.base import Sandbox
@@ -49,12 +49,8 @@ def ask(ctx: RunContext, messages: list[dict[str, Any]], node: str) -> Turn:
 
 def observe(ctx: RunContext, turn: Turn, text: str, *, remaining_turns: int | None = None) -> list[dict[str, Any]]:
     """The conversation after ``turn`` with the observation ``text`` appended the way the dialect wants it."""
-    return [
-        *turn.messages,
-        *ctx.dialect.observation_messages(
-            turn.completion, text, remaining_turns=remaining_turns, remaining_tokens=None
-        ),
-    ]
+    body = observation_body(text, remaining_turns=remaining_turns, remaining_tokens=None)
+    return [*turn.messages, *ctx.dialect.observation_messages(turn.completion, body)]
 
 
 def is_resolved(report: TestReport, state: RepairState, ctx: RunContext) -> bool:

@@ -9,7 +9,7 @@ import pytest
 
 from agent.config import ConfigError
 from agent.dialects import BashCall, CwmDialect, OpenAIDialect, Submit, get_dialect
-from agent.dialects.base import split_think
+from agent.dialects.base import observation_body, split_think
 from agent.dialects.fences import looks_like_path, parse_fenced
 from agent.dialects.openai_tools import TOOL_SCHEMAS
 from agent.model import Completion, ToolCall
@@ -210,15 +210,19 @@ Here is the patch:
 def test_cwm_observation_body() -> None:
     dialect = CwmDialect()
     completion = Completion(content="x")
-    (message,) = dialect.observation_messages(completion, "3 passed", remaining_turns=5, remaining_tokens=1200)
+    (message,) = dialect.observation_messages(
+        completion, observation_body("3 passed", remaining_turns=5, remaining_tokens=1200)
+    )
     assert message == {
         "role": "user",
         "content": "<output>\n3 passed\n</output>\n\n"
         "<budget>\n* Remaining turns: 5\n* Remaining tokens: 1200\n</budget>",
     }
-    (bare,) = dialect.observation_messages(completion, "ok", remaining_turns=None, remaining_tokens=None)
+    (bare,) = dialect.observation_messages(
+        completion, observation_body("ok", remaining_turns=None, remaining_tokens=None)
+    )
     assert bare["content"] == "<output>\nok\n</output>"
-    (half,) = dialect.observation_messages(completion, "ok", remaining_turns=2, remaining_tokens=None)
+    (half,) = dialect.observation_messages(completion, observation_body("ok", remaining_turns=2, remaining_tokens=None))
     assert half["content"].endswith("<budget>\n* Remaining turns: 2\n</budget>")
 
 
@@ -370,12 +374,16 @@ def test_openai_assistant_and_tool_messages() -> None:
         "type": "function",
         "function": {"name": "edit", "arguments": "{}"},
     }
-    results = dialect.observation_messages(structured, "applied", remaining_turns=3, remaining_tokens=None)
+    results = dialect.observation_messages(
+        structured, observation_body("applied", remaining_turns=3, remaining_tokens=None)
+    )
     assert [(m["role"], m["tool_call_id"]) for m in results] == [("tool", "c1"), ("tool", "c2")]
     assert results[0]["content"].startswith("<output>\napplied\n</output>")
     textual = Completion(content='{"name": "submit", "arguments": {}}')
     assert dialect.assistant_message(textual) == {"role": "assistant", "content": textual.content}
-    (user,) = dialect.observation_messages(textual, "done", remaining_turns=None, remaining_tokens=None)
+    (user,) = dialect.observation_messages(
+        textual, observation_body("done", remaining_turns=None, remaining_tokens=None)
+    )
     assert user == {"role": "user", "content": "<output>\ndone\n</output>"}
 
 
