@@ -100,8 +100,12 @@ class TextToolsDialect:
     assistant turn, results as a user message, readable traces. A dialect overrides only where it differs."""
 
     name = ""
+    intro = ""  # the system prompt's opening; the tool description follows under "# Environment"
     tools_template = ""
     edit_hint = ""
+
+    def system_prompt(self, environment: str) -> str:
+        return f"{self.intro}\n\n# Environment\n\n{environment}"
 
     def tool_description(self) -> str:
         return template(self.tools_template).strip()

@@ -33,11 +33,9 @@ class CwmDialect(TextToolsDialect):
     """Meta's CWM: split on the last ``</think>``; every ``<tool: …>`` block in the answer is an action."""
 
     name = "cwm"
+    intro = SYSTEM_PROMPT
     tools_template = "tools_cwm"
     edit_hint = "Change the code with the edit tool (<tool: edit> block)."
-
-    def system_prompt(self, environment: str) -> str:
-        return f"{SYSTEM_PROMPT}\n\n# Environment\n\n{environment}"
 
     def render_trace(self, trace: Trace, budget_tokens: int) -> str:
         return render_cwm(trace, budget_tokens=budget_tokens)

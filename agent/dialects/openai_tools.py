@@ -207,11 +207,9 @@ class OpenAIDialect(TextToolsDialect):
     """OpenAI-style function calling for any chat model; reads structured calls and JSON in the text."""
 
     name = "openai"
+    intro = _INTRO
     tools_template = "tools_openai"
     edit_hint = "Change the code with the edit tool (call the `edit` function)."
-
-    def system_prompt(self, environment: str) -> str:
-        return f"{_INTRO}\n\n# Environment\n\n{environment}"
 
     def tools(self) -> list[dict[str, Any]] | None:
         return TOOL_SCHEMAS
