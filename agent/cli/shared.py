@@ -1,102 +1,195 @@
-"""Command-line options shared by every front door (solve, fix, batch, demo).
+"""What every mendloop command shares: the console, progress lines, the option table and the error edge.
 
-Why a module of its own: each subcommand declares the same model, sandbox and budget flags; declaring them once keeps
-their names, help and defaults identical, and ``collect_flags`` turns them into the top layer of ``load_settings``.
-``None`` always means "not given", so the config file and the environment still apply underneath.
+The option table (``SETTINGS_OPTIONS``) has one row per ``Settings`` field that can be set on the command line: its
+flag, help and help panel. ``options`` builds a command's signature from rows (typer reads ``inspect.signature``) and
+hands the command their values as one dict keyed by field name, so ``solve``, ``fix`` and ``batch`` take the same
+flags with the same help, and a new option is one row. ``None`` means "not given": the config file and the
+environment still apply underneath (``load_settings``).
+
+``run`` is the edge between a typer app and the process: a ``FatalError`` becomes ``mendloop: error: <one line>`` and
+exit 2, a usage error exit 2, Ctrl-C or SIGTERM exit 130, so that no command prints a traceback for a user's mistake.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any
+import functools
+import inspect
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import FrameType, NoneType, UnionType
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import typer
+from rich.console import Console
 
-from agent.config import Settings, load_settings
+from agent.config import Settings
+from tools.errors import FatalError
 
-BaseUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--base-url",
-        help="OpenAI-compatible endpoint (env MENDLOOP_BASE_URL / OPENAI_BASE_URL).",
-        rich_help_panel="Model",
-    ),
-]
-ModelName = Annotated[
-    str | None, typer.Option("--model", help="Model name (default facebook/cwm).", rich_help_panel="Model")
-]
-Dialect = Annotated[
-    str | None,
-    typer.Option("--dialect", help="How the model speaks: cwm, openai or auto (default cwm).", rich_help_panel="Model"),
-]
-Temperature = Annotated[float | None, typer.Option("--temperature", rich_help_panel="Model")]
-MaxIterations = Annotated[
-    int | None, typer.Option("--max-iterations", help="Write/verify rounds (default 4).", rich_help_panel="Budget")
-]
-MaxCalls = Annotated[int | None, typer.Option("--max-calls", help="Most model calls.", rich_help_panel="Budget")]
-MaxTokens = Annotated[
-    int | None, typer.Option("--max-tokens", help="Most prompt+completion tokens.", rich_help_panel="Budget")
-]
-MaxTime = Annotated[float | None, typer.Option("--max-time", help="Most wall-clock seconds.", rich_help_panel="Budget")]
-MaxCost = Annotated[
-    float | None,
-    typer.Option("--max-cost", help="Most USD; needs --price-prompt/--price-completion.", rich_help_panel="Budget"),
-]
-PricePrompt = Annotated[
-    float | None, typer.Option("--price-prompt", help="USD per million prompt tokens.", rich_help_panel="Budget")
-]
-PriceCompletion = Annotated[
-    float | None,
-    typer.Option("--price-completion", help="USD per million completion tokens.", rich_help_panel="Budget"),
-]
-TestCmd = Annotated[
-    str | None,
-    typer.Option("--test-cmd", help="Test command (default: python -m pytest -q).", rich_help_panel="Repair"),
-]
-Candidates = Annotated[
-    int | None, typer.Option("--candidates", help="Patch candidates per round (best-of-K).", rich_help_panel="Repair")
-]
-Traces = Annotated[
-    bool | None,
-    typer.Option(
-        "--traces/--no-traces", help="Show the model execution traces of failing tests.", rich_help_panel="Repair"
-    ),
-]
-Reproduce = Annotated[
-    bool | None,
-    typer.Option("--reproduce/--no-reproduce", help="Ask for a reproduction test first.", rich_help_panel="Repair"),
-]
-KeepTests = Annotated[
-    bool | None,
-    typer.Option(
-        "--keep-tests/--drop-tests", help="Keep generated tests in the final patch.", rich_help_panel="Repair"
-    ),
-]
-SandboxKind = Annotated[
-    str | None,
-    typer.Option("--sandbox", help="docker, bwrap, local or auto (default auto).", rich_help_panel="Sandbox"),
-]
-Image = Annotated[
-    str | None, typer.Option("--image", help="Docker image (default python:3.12-slim).", rich_help_panel="Sandbox")
-]
-Network = Annotated[
-    bool | None,
-    typer.Option(
-        "--network/--no-network", help="Let sandboxed code use the network (off by default).", rich_help_panel="Sandbox"
-    ),
-]
-CommandTimeout = Annotated[
-    float | None,
-    typer.Option("--command-timeout", help="Seconds per sandboxed command (default 120).", rich_help_panel="Sandbox"),
+__all__ = [
+    "SETTINGS_OPTIONS",
+    "Flags",
+    "Interrupted",
+    "Opt",
+    "console",
+    "options",
+    "progress",
+    "run",
+    "settings_rows",
 ]
 
+R = TypeVar("R")
+Flags = dict[str, Any]
+"""Option values by field name; ``None`` for an option not given."""
 
-def collect_flags(**flags: Any) -> dict[str, Any]:
-    """Map CLI parameter names to settings fields; ``None`` values are dropped by ``load_settings``."""
-    renames = {"max_calls": "max_model_calls", "max_tokens": "max_total_tokens", "max_time": "max_wall_time"}
-    return {renames.get(k, k): v for k, v in flags.items()}
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def settings_from_flags(repo: Path | None, **flags: Any) -> Settings:
-    """Build the settings for ``repo`` with the CLI flags on top."""
-    return load_settings(repo, collect_flags(**flags))
+def progress(message: str) -> None:
+    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}")
+
+
+@dataclass(frozen=True)
+class Opt:
+    """One command-line option: the field it fills, its flag(s) (``--on/--off`` for a switch), help and panel.
+
+    ``type`` defaults to the type of the ``Settings`` field of that name (a row filling another object, such as
+    ``BatchOptions``, names its type); ``default`` ``None`` means "not given".
+    """
+
+    field: str
+    flags: str
+    help: str | None = None
+    panel: str | None = None
+    type: Any = None
+    default: Any = None
+    min: int | None = None
+
+    def parameter(self) -> inspect.Parameter:
+        kind = self.type or _settings_type(self.field)
+        option = typer.Option(self.flags, help=self.help, rich_help_panel=self.panel, min=self.min)
+        annotation = Annotated[kind | None if self.default is None else kind, option]  # type: ignore[valid-type]
+        return inspect.Parameter(
+            self.field, inspect.Parameter.KEYWORD_ONLY, default=self.default, annotation=annotation
+        )
+
+
+def _settings_type(field: str) -> Any:
+    """The command-line type of a ``Settings`` field: ``int | None`` -> int, a ``Literal`` of strings -> str."""
+    annotation = Settings.model_fields[field].annotation
+    if get_origin(annotation) in (Union, UnionType):
+        (annotation,) = (arg for arg in get_args(annotation) if arg is not NoneType)
+    if get_origin(annotation) is Literal:
+        return type(get_args(annotation)[0])
+    return annotation
+
+
+MODEL, BUDGET, REPAIR, SANDBOX = "Model", "Budget", "Repair", "Sandbox"
+
+SETTINGS_OPTIONS: tuple[Opt, ...] = (
+    Opt("base_url", "--base-url", "OpenAI-compatible endpoint (env MENDLOOP_BASE_URL / OPENAI_BASE_URL).", MODEL),
+    Opt("model", "--model", "Model name (default facebook/cwm).", MODEL),
+    Opt("dialect", "--dialect", "How the model speaks: cwm, openai or auto (default cwm).", MODEL),
+    Opt("temperature", "--temperature", None, MODEL),
+    Opt("max_iterations", "--max-iterations", "Write/verify rounds (default 4).", BUDGET),
+    Opt("max_model_calls", "--max-calls", "Most model calls.", BUDGET),
+    Opt("max_total_tokens", "--max-tokens", "Most prompt+completion tokens.", BUDGET),
+    Opt("max_wall_time", "--max-time", "Most wall-clock seconds.", BUDGET),
+    Opt("max_cost", "--max-cost", "Most USD; needs --price-prompt/--price-completion.", BUDGET),
+    Opt("price_prompt", "--price-prompt", "USD per million prompt tokens.", BUDGET),
+    Opt("price_completion", "--price-completion", "USD per million completion tokens.", BUDGET),
+    Opt("test_cmd", "--test-cmd", "Test command (default: python -m pytest -q).", REPAIR),
+    Opt("candidates", "--candidates", "Patch candidates per round (best-of-K).", REPAIR),
+    Opt("traces", "--traces/--no-traces", "Show the model execution traces of failing tests.", REPAIR),
+    Opt("reproduce", "--reproduce/--no-reproduce", "Ask for a reproduction test first.", REPAIR),
+    Opt("keep_tests", "--keep-tests/--drop-tests", "Keep generated tests in the final patch.", REPAIR),
+    Opt("sandbox", "--sandbox", "docker, bwrap, local or auto (default auto).", SANDBOX),
+    Opt("image", "--image", "Docker image (default python:3.12-slim).", SANDBOX),
+    Opt("network", "--network/--no-network", "Let sandboxed code use the network (off by default).", SANDBOX),
+    Opt("command_timeout", "--command-timeout", "Seconds per sandboxed command (default 120).", SANDBOX),
+)
+"""Every ``Settings`` field a command line can set; ``solve``, ``fix`` and ``batch`` take them all."""
+
+
+def settings_rows(*fields: str) -> tuple[Opt, ...]:
+    """The rows of ``SETTINGS_OPTIONS`` for ``fields``, for a command that takes only some of them."""
+    unknown = set(fields) - {row.field for row in SETTINGS_OPTIONS}
+    if unknown:
+        raise ValueError(f"no option row for {sorted(unknown)}")
+    return tuple(row for row in SETTINGS_OPTIONS if row.field in fields)
+
+
+def options(
+    rows: Sequence[Opt] | None = None, *, into: str = "flags"
+) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """Add the options of ``rows`` (default: all of ``SETTINGS_OPTIONS``) to a command; their values reach it as one
+    ``Flags`` dict in its keyword parameter ``into``.
+
+    The command declares ``into`` and its own options as usual; typer sees the command's own parameters followed by
+    one per row. Decorators stack: each adds its rows and fills its own ``into``.
+    """
+    chosen = SETTINGS_OPTIONS if rows is None else tuple(rows)
+
+    def decorate(command: Callable[..., R]) -> Callable[..., R]:
+        signature = inspect.signature(command, eval_str=True)
+        if into not in signature.parameters:
+            raise TypeError(f"{command.__name__} has no parameter {into!r} to receive its options")
+        own = [p for p in signature.parameters.values() if p.name != into]
+        clash = {p.name for p in own} & {row.field for row in chosen}
+        if clash:
+            raise TypeError(f"{command.__name__} declares {sorted(clash)} itself and as table rows")
+
+        @functools.wraps(command)
+        def with_options(*args: Any, **kwargs: Any) -> R:
+            values = {row.field: kwargs.pop(row.field, row.default) for row in chosen}
+            return command(*args, **kwargs, **{into: values})
+
+        parameters = [*own, *(row.parameter() for row in chosen)]
+        with_options.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        annotations = {p.name: p.annotation for p in parameters if p.annotation is not p.empty}
+        with_options.__annotations__ = {**annotations, "return": signature.return_annotation}
+        return with_options
+
+    return decorate
+
+
+class Interrupted(Exception):
+    """SIGTERM, turned into an exception so that ``finally`` blocks close sandboxes before the process ends."""
+
+
+def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise Interrupted()
+
+
+def run(app: typer.Typer, argv: list[str] | None = None) -> int:
+    """Run ``app`` and map every outcome to an exit code: 0 resolved, 1 not resolved, 2 error, 130 interrupted."""
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        result = app(args=argv if argv is not None else sys.argv[1:], standalone_mode=False)
+    except FatalError as exc:
+        console.print(f"mendloop: error: {exc.message}", markup=False)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.TyperException as exc:  # typer's vendored click: usage errors, bad parameters
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        return 2
+    except (KeyboardInterrupt, Interrupted, typer.Abort):
+        console.print("mendloop: interrupted")
+        return 130
+    except Exception as exc:  # a bug of ours: still one line and exit 2, the traceback only on request
+        if os.environ.get("MENDLOOP_DEBUG"):
+            raise
+        console.print(
+            f"mendloop: internal error: {type(exc).__name__}: {exc} (set MENDLOOP_DEBUG=1 for the traceback)",
+            markup=False,
+        )
+        return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return int(result) if isinstance(result, int) else 0
