@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fake_server import ScriptedServer
 from tests.support.cli import start_until
 from tests.support.example import (
     CWM_FIX,
@@ -31,6 +30,7 @@ from tests.support.example import (
     make_repo,
     tree_state,
 )
+from tests.support.fake_server import ScriptedServer
 
 SECRET = "sk-mendloop-canary-7f3a9c"
 
@@ -42,7 +42,12 @@ def run_cli(
     for name in ("MENDLOOP_BASE_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
         env.pop(name, None)
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli.main", *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT
+        [sys.executable, "-m", "agent.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=ROOT,
     )
 
 

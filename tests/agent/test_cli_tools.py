@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from agent.cli.main import main
-from tests.support.fake_server import ScriptedServer
 from tests.support.example import ROOT, make_repo
+from tests.support.fake_server import ScriptedServer
 
 IMAGE = os.environ.get("MENDLOOP_TEST_IMAGE", "mendloop-base:bookworm")
 FAILING = "tests/test_core.py::test_median_even"

@@ -12,8 +12,8 @@ import sys
 import time
 from collections.abc import Mapping
 
-from tests.support.fake_server import ScriptedServer
 from tests.support.example import ROOT
+from tests.support.fake_server import ScriptedServer
 
 
 def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
