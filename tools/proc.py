@@ -1,4 +1,4 @@
-"""The one subprocess chokepoint for host-side commands (git, mostly).
+"""The one subprocess chokepoint for host-side commands (git, mostly: see :mod:`tools.git`).
 
 Why one module: like pre-commit's ``cmd_output``, every host command goes through :func:`run`, so a
 missing executable, a timeout or a failing command always becomes the same one-line ``FatalError``, and
@@ -20,11 +20,7 @@ from pathlib import Path
 
 from tools.errors import FatalError
 
-__all__ = ["CalledProcessError", "Completed", "decode", "encode", "git", "run"]
-
-_GIT_IDENTITY = ("mendloop", "mendloop@localhost")
-# git subcommands that write commits and so need an identity on a machine where none is configured.
-_NEEDS_IDENTITY = frozenset({"commit", "commit-tree", "merge", "rebase", "cherry-pick", "am", "stash", "revert", "tag"})
+__all__ = ["CalledProcessError", "Completed", "decode", "encode", "run"]
 
 
 @dataclass
@@ -90,45 +86,6 @@ def run(
     if check and done.returncode != 0:
         raise CalledProcessError(done)
     return done
-
-
-def git(
-    *args: str,
-    cwd: Path,
-    check: bool = True,
-    input: str | bytes | None = None,
-    env: Mapping[str, str] | None = None,
-    timeout: float | None = None,
-) -> Completed:
-    """Run ``git ARGS`` in ``cwd`` non-interactively, with stable (C locale, unquoted) output.
-
-    Why the identity defaults: a commit on a fresh machine (CI, a container) with no ``user.name`` would
-    otherwise fail with "Please tell me who you are"; a configured identity always wins because we only add
-    ours when it is absent.
-    """
-    prefix = ["git", "-c", "core.quotepath=off"]
-    if _subcommand(args) in _NEEDS_IDENTITY:
-        for key, value in zip(("user.name", "user.email"), _GIT_IDENTITY, strict=True):
-            if not _has_config(key, cwd, env):
-                prefix += ["-c", f"{key}={value}"]
-    git_env = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_PAGER": "cat", **(env or {})}
-    return run([*prefix, *args], cwd=cwd, env=git_env, input=input, check=check, timeout=timeout)
-
-
-def _has_config(key: str, cwd: Path, env: Mapping[str, str] | None) -> bool:
-    done = run(["git", "config", "--get", key], cwd=cwd, env={**(env or {}), "LC_ALL": "C"}, check=False)
-    return done.returncode == 0 and bool(done.stdout.strip())
-
-
-def _subcommand(args: Sequence[str]) -> str:
-    """The git subcommand among ``args``, skipping global options like ``-c k=v`` and ``--git-dir=...``."""
-    it = iter(args)
-    for arg in it:
-        if arg in ("-c", "-C", "--git-dir", "--work-tree", "--namespace"):
-            next(it, None)
-        elif not arg.startswith("-"):
-            return arg
-    return ""
 
 
 def _first_line(text: str) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tools import proc
 from tools.errors import FatalError
+from tools.git import Git
 
 __all__ = ["Workspace", "apply_patch", "validate_repo"]
 
@@ -82,10 +83,10 @@ class Workspace:
         dest.mkdir(parents=True, exist_ok=True)
         dest = dest.resolve()
         if base_ref is not None:
-            if not _is_work_tree(repo):
+            if not Git(repo).is_work_tree():
                 raise FatalError(f"--base-ref needs a git repository, and {repo} is not one")
             _export_commit(repo, base_ref, dest)
-        elif _is_work_tree(repo):
+        elif Git(repo).is_work_tree():
             _copy_paths(repo, dest, _git_files(repo))
         else:
             _copy_tree(repo, dest)
@@ -97,28 +98,34 @@ class Workspace:
         dest = Path(dest).resolve()
         if not git_dir_of(dest).is_dir():
             raise FatalError(f"workspace {dest} does not exist or is not a mendloop workspace")
-        done = _git(dest, "rev-parse", "--verify", "-q", f"{BASE_REF}^{{commit}}", check=False)
-        if done.returncode != 0:
+        base = scratch_git(dest).commit_of(BASE_REF)
+        if base is None:
             raise FatalError(f"workspace {dest} has no mendloop baseline ({BASE_REF})")
-        return cls(dest, done.stdout.strip())
+        return cls(dest, base)
 
     @classmethod
     def _init_scratch(cls, dest: Path) -> Workspace:
-        git_dir = git_dir_of(dest)
-        if git_dir.exists():
-            shutil.rmtree(git_dir)
-        _git(dest, "init", "-q")
+        git = scratch_git(dest)
+        assert git.git_dir is not None
+        if git.git_dir.exists():
+            shutil.rmtree(git.git_dir)
+        git.run("init", "-q")
         for key, value in _SCRATCH_CONFIG.items():
-            _git(dest, "config", key, value)
-        exclude = git_dir / "info" / "exclude"
+            git.run("config", key, value)
+        exclude = git.git_dir / "info" / "exclude"
         exclude.parent.mkdir(parents=True, exist_ok=True)
         exclude.write_text("# mendloop: files that running tests creates\n" + "\n".join(SCRATCH_EXCLUDES) + "\n")
         # -f: a file the user tracks although it matches .gitignore is part of the baseline all the same.
-        _git(dest, "add", "-A", "-f", ".")
-        _git(dest, "commit", "-q", "--no-verify", "--allow-empty", "-m", _BASE_MESSAGE)
-        base = _git(dest, "rev-parse", "HEAD").stdout.strip()
-        _git(dest, "update-ref", BASE_REF, base)
+        git.run("add", "-A", "-f", ".")
+        git.run("commit", "-q", "--no-verify", "--allow-empty", "-m", _BASE_MESSAGE)
+        base = git.run("rev-parse", "HEAD").stdout.strip()
+        git.run("update-ref", BASE_REF, base)
         return cls(dest, base)
+
+    @property
+    def git(self) -> Git:
+        """git for this workspace, its git directory named on every call (see :func:`git_dir_of`)."""
+        return scratch_git(self.root)
 
     def diff(self, *, exclude: Iterable[str] = (), binary: bool = True) -> str:
         """The agent's change: ``git diff`` of the working tree (new, deleted, binary files too) against base.
@@ -139,18 +146,18 @@ class Workspace:
 
     def reset(self) -> None:
         """Put the working tree back to base (ignored files such as ``.mendloop/`` are kept)."""
-        _git(self.root, "reset", "-q", "--hard", self.base)
-        _git(self.root, "clean", "-ffdq")
+        self.git.run("reset", "-q", "--hard", self.base)
+        self.git.run("clean", "-ffdq")
 
     def snapshot(self) -> str:
         """Save the working tree as a git tree object and return its sha; the working tree is unchanged."""
-        _git(self.root, "add", "-A", ".")
-        return _git(self.root, "write-tree").stdout.strip()
+        self.git.run("add", "-A", ".")
+        return self.git.run("write-tree").stdout.strip()
 
     def restore(self, snap: str) -> None:
         """Make the working tree exactly the tree ``snap`` from :meth:`snapshot` (newer files go away)."""
-        _git(self.root, "add", "-A", ".")  # so that files created since the snapshot are known and removed
-        _git(self.root, "read-tree", "-u", "--reset", snap)
+        self.git.run("add", "-A", ".")  # so that files created since the snapshot are known and removed
+        self.git.run("read-tree", "-u", "--reset", snap)
 
     def changed_since(self, snap: str) -> list[str]:
         """Paths that differ between the snapshot ``snap`` and the working tree now."""
@@ -160,19 +167,14 @@ class Workspace:
     def restore_paths(self, snap: str, paths: Iterable[str]) -> None:
         """Put ``paths`` back as they were in the snapshot ``snap``; a path the snapshot lacks is removed."""
         for rel in paths:
-            if _git(self.root, "cat-file", "-e", f"{snap}:{rel}", check=False).returncode == 0:
-                _git(self.root, "checkout", snap, "--", rel)
+            if self.git.ok("cat-file", "-e", f"{snap}:{rel}"):
+                self.git.run("checkout", snap, "--", rel)
             else:
                 (self.root / rel).unlink(missing_ok=True)
 
     def apply(self, patch: str) -> None:
         """Apply a ``git diff`` to the working tree, all or nothing, with this workspace's own git directory."""
-        if not patch.strip():
-            return
-        data = proc.encode(patch if patch.endswith("\n") else patch + "\n")
-        done = _git(self.root, "apply", "--whitespace=nowarn", "-", check=False, input=data)
-        if done.returncode != 0:
-            raise FatalError(f"the patch does not apply to {self.root}: {_first_error(done.stderr)}")
+        self.git.apply(patch)
 
     def copy_to(self, dest: Path) -> Workspace:
         """An independent copy (tree and git directory) at ``dest``: a private tree for one candidate."""
@@ -190,91 +192,30 @@ class Workspace:
         if dest.exists() and any(dest.iterdir()):
             raise FatalError(f"workspace {dest} already exists and is not empty")
         dest.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="mendloop-archive-") as tmp:
-            tar_path = Path(tmp) / "base.tar"
-            _git(self.root, "archive", "--format=tar", "-o", str(tar_path), self.base)
-            with tarfile.open(tar_path) as tar:
-                tar.extractall(dest, filter="tar")
+        _extract(self.git, self.base, dest)
         return Workspace._init_scratch(dest)
 
     def _staged(self, *args: str) -> proc.Completed:
         """Stage everything (new files included) and run ``git ARGS``: the index is ours to use."""
-        _git(self.root, "add", "-A", ".")
-        return _git(self.root, *args)
+        self.git.run("add", "-A", ".")
+        return self.git.run(*args)
 
 
 def apply_patch(target: Path, patch: str, *, check_only: bool = False) -> None:
-    """Apply a ``git diff`` to the directory ``target``, all or nothing.
+    """Hand the agent's change back: apply a ``git diff`` to the user's directory ``target``, all or nothing.
 
-    Plain ``git apply`` first (atomic by itself). When that fails and ``target`` is a git repo, a 3-way
-    merge is tried against a *copy* of its index: only if it merges without conflicts is it replayed on the
-    working tree, so the user's tree never ends up half-patched or with conflict markers, and the user's
-    index is left alone.
+    When ``target`` is the top of a git repository and the plain apply fails, a 3-way merge is tried (see
+    :meth:`tools.git.Git.apply`): the user may have committed nearby changes since the run started. A repository
+    *above* ``target`` is never used: git would apply the paths relative to that repository's top.
     """
     target = validate_repo(target)
-    if not patch.strip():
-        return
-    data = proc.encode(patch if patch.endswith("\n") else patch + "\n")
-    # Never let git find a repository *above* target: it would apply paths relative to that repo's top.
-    env = {"GIT_CEILING_DIRECTORIES": str(target.parent)}
-    plain = proc.git("apply", "--check", "-", cwd=target, input=data, env=env, check=False)
-    if plain.returncode == 0:
-        if not check_only:
-            proc.git("apply", "-", cwd=target, input=data, env=env)
-        return
-    if (target / ".git").exists() and _three_way(target, data, env, check_only):
-        return
-    reason = _first_error(plain.stderr)
-    raise FatalError(f"the patch does not apply to {target}: {reason}")
+    git = Git(target, env={"GIT_CEILING_DIRECTORIES": str(target.parent)})
+    git.apply(patch, merge=True, check_only=check_only)
 
 
-def _three_way(target: Path, data: bytes, env: dict[str, str], check_only: bool) -> bool:
-    index = Path(proc.git("rev-parse", "--git-path", "index", cwd=target, env=env).stdout.strip())
-    index = index if index.is_absolute() else target / index
-    with tempfile.TemporaryDirectory(prefix="mendloop-index-") as tmp:
-        trial = Path(tmp) / "index"
-        if index.exists():
-            shutil.copyfile(index, trial)
-        trial_env = {**env, "GIT_INDEX_FILE": str(trial)}
-        merged = proc.git("apply", "--3way", "--cached", "-", cwd=target, input=data, env=trial_env, check=False)
-        if merged.returncode != 0:
-            return False
-        if check_only:
-            return True
-        if index.exists():
-            shutil.copyfile(index, trial)
-        else:
-            trial.unlink(missing_ok=True)
-        done = proc.git("apply", "--3way", "-", cwd=target, input=data, env=trial_env, check=False)
-        return done.returncode == 0
-
-
-def _first_error(stderr: str) -> str:
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    errors = [line.removeprefix("error: ") for line in lines if line.startswith("error:")]
-    picked = errors[:2] or lines[:1] or ["git apply failed"]
-    return "; ".join(picked)
-
-
-def _git(root: Path, *args: str, check: bool = True, input: bytes | None = None) -> proc.Completed:
-    """git on a workspace: its git directory and index named explicitly, hooks and fsmonitor off.
-
-    Why the index too: inside a git hook (mendloop under pre-commit) git exports ``GIT_INDEX_FILE=.git/index`` for
-    the *user's* repository; inherited here, it would point into the scratch tree.
-    """
-    return proc.git(
-        f"--git-dir={git_dir_of(root)}",
-        f"--work-tree={root}",
-        "-c",
-        "core.fsmonitor=false",
-        "-c",
-        "core.hooksPath=/dev/null",
-        *args,
-        cwd=root,
-        check=check,
-        input=input,
-        env={"GIT_INDEX_FILE": str(git_dir_of(root) / "index")},
-    )
+def scratch_git(root: Path) -> Git:
+    """git for the scratch tree ``root``: the git directory beside it and its index named on every call."""
+    return Git(root, git_dir=git_dir_of(root))
 
 
 def _pathspec(exclude: Iterable[str]) -> list[str]:
@@ -294,14 +235,9 @@ def _pathspec(exclude: Iterable[str]) -> list[str]:
     return [".", *specs] if specs else []
 
 
-def _is_work_tree(path: Path) -> bool:
-    done = proc.git("rev-parse", "--is-inside-work-tree", cwd=path, check=False)
-    return done.returncode == 0 and done.stdout.strip() == "true"
-
-
 def _git_files(repo: Path) -> list[str]:
     """Tracked and untracked-but-not-ignored files of the working tree, relative to ``repo``."""
-    out = proc.git("ls-files", "-co", "--exclude-standard", "-z", "--", ".", cwd=repo).stdout
+    out = Git(repo).run("ls-files", "-co", "--exclude-standard", "-z", "--", ".").stdout
     # "dir/" is an untracked nested repository (an earlier run's workspace, say): not part of this tree.
     return sorted({p for p in out.split("\0") if p and not p.endswith("/")})
 
@@ -330,11 +266,17 @@ def _copy_tree(repo: Path, dest: Path) -> None:
 
 
 def _export_commit(repo: Path, ref: str, dest: Path) -> None:
-    done = proc.git("rev-parse", "--verify", "-q", f"{ref}^{{commit}}", cwd=repo, check=False)
-    if done.returncode != 0:
+    git = Git(repo)
+    commit = git.commit_of(ref)
+    if commit is None:
         raise FatalError(f"{ref!r} is not a commit in {repo}")
+    _extract(git, commit, dest)
+
+
+def _extract(git: Git, commit: str, dest: Path) -> None:
+    """Write the files of ``commit`` into ``dest`` (``git archive``, then a tar extraction that refuses escapes)."""
     with tempfile.TemporaryDirectory(prefix="mendloop-archive-") as tmp:
         tar_path = Path(tmp) / "base.tar"
-        proc.git("archive", "--format=tar", "-o", str(tar_path), done.stdout.strip(), cwd=repo)
+        git.run("archive", "--format=tar", "-o", str(tar_path), commit)
         with tarfile.open(tar_path) as tar:
             tar.extractall(dest, filter="tar")

@@ -1,10 +1,9 @@
-"""Git for the issue front door: clone at a base, branch, commit (hooks run), push with a scoped token.
+"""The issue front door's writes to repositories and remotes: clone at a base, branch, commit, push with a token.
 
-Why its own module: these are the only places the issue flow writes to a repository or a remote, so the rules
-live here once - every command goes through :func:`tools.proc.git`; a commit runs the repository's own hooks
-(never ``--no-verify``); and the token reaches git only through ``GIT_CONFIG_COUNT/KEY/VALUE`` environment
-variables that add an ``http.<origin>.extraheader`` for that one host - never in a URL, an argument list or
-a file.
+Why its own module: these are the only places a front door writes to a user's repository or a remote, so the rules
+live here once - every command goes through :class:`tools.git.Git`; a commit runs the repository's own hooks (never
+``--no-verify``); and the token reaches git only through ``GIT_CONFIG_COUNT/KEY/VALUE`` environment variables that
+add an ``http.<origin>.extraheader`` for that one host - never in a URL, an argument list or a file.
 """
 
 from __future__ import annotations
@@ -17,20 +16,18 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tools.errors import FatalError
-from tools.proc import git
+from tools.git import Git
 
 __all__ = [
     "GitOpsError",
     "PushDenied",
     "PushRefused",
-    "apply_patch",
     "auth_env",
     "branch_exists",
     "checkout_new_branch",
     "clone_at",
     "commit",
     "ensure_clean",
-    "is_git_repo",
     "origin_url",
     "push",
     "remote_branch_exists",
@@ -74,47 +71,38 @@ def auth_env(token: str | None, url: str) -> dict[str, str]:
     }
 
 
-def is_git_repo(path: Path) -> bool:
-    if not path.is_dir():
-        return False
-    done = git("rev-parse", "--is-inside-work-tree", cwd=path, check=False)
-    return done.returncode == 0 and done.stdout.strip() == "true"
-
-
 def origin_url(repo: Path) -> str | None:
-    done = git("remote", "get-url", "origin", cwd=repo, check=False)
+    done = Git(repo).run("remote", "get-url", "origin", check=False)
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
 def rev_parse(repo: Path, ref: str) -> str:
-    done = git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=repo, check=False)
-    if done.returncode != 0:
+    commit_id = Git(repo).commit_of(ref)
+    if commit_id is None:
         raise GitOpsError(f"{ref!r} is not a commit in {repo}")
-    return done.stdout.strip()
+    return commit_id
 
 
 def branch_exists(repo: Path, name: str) -> bool:
-    done = git("show-ref", "--verify", "--quiet", f"refs/heads/{name}", cwd=repo, check=False)
-    return done.returncode == 0
+    return Git(repo).ok("show-ref", "--verify", "--quiet", f"refs/heads/{name}")
 
 
 def remote_branch_exists(url: str, branch: str, cwd: Path, env: Mapping[str, str] | None = None) -> bool:
     """Whether ``url`` already has ``branch``; ``False`` when the remote cannot be asked (the push will say why)."""
-    done = git("ls-remote", "--heads", url, f"refs/heads/{branch}", cwd=cwd, env=env, check=False, timeout=60)
+    done = Git(cwd).run("ls-remote", "--heads", url, f"refs/heads/{branch}", env=env, check=False, timeout=60)
     return done.returncode == 0 and bool(done.stdout.strip())
 
 
 def ensure_clean(repo: Path, why: str) -> None:
     """Refuse to go on when tracked files have changes: a commit must hold only the fix."""
-    done = git("status", "--porcelain", "--untracked-files=no", cwd=repo)
+    done = Git(repo).run("status", "--porcelain", "--untracked-files=no")
     if done.stdout.strip():
         changed = ", ".join(line[3:] for line in done.stdout.splitlines()[:5])
         raise GitOpsError(f"{repo} has uncommitted changes ({changed}); commit or stash them before {why}")
 
 
 def clone_at(url: str, dest: Path, ref: str, env: Mapping[str, str] | None = None) -> str:
-    """Fetch ``ref`` of ``url`` into a new repository at ``dest`` and check it out detached; return the
-    commit.
+    """Fetch ``ref`` of ``url`` into a new repository at ``dest`` and check it out detached; return the commit.
 
     Shallow first (``--depth 1`` of just that ref: a branch, a tag or a full SHA the server allows); when the
     server will not serve the ref shallowly (an abbreviated SHA, an old commit), fetch everything and resolve
@@ -122,52 +110,33 @@ def clone_at(url: str, dest: Path, ref: str, env: Mapping[str, str] | None = Non
     if "://" not in url and not re.match(r"^[^/\s]+@[^:/\s]+:", url) and Path(url).exists():
         url = Path(url).resolve().as_uri()
     dest.mkdir(parents=True, exist_ok=True)
-    git("init", "--quiet", cwd=dest)
-    git("remote", "add", "origin", url, cwd=dest)
-    shallow = git("fetch", "--quiet", "--depth", "1", "--no-tags", "origin", ref, cwd=dest, env=env, check=False)
-    if shallow.returncode == 0:
-        commit_id = "FETCH_HEAD"
-    else:
-        full = git(
-            "fetch",
-            "--quiet",
-            "--tags",
-            "origin",
-            "+refs/heads/*:refs/remotes/origin/*",
-            cwd=dest,
-            env=env,
-            check=False,
-        )
-        if full.returncode != 0:
-            raise GitOpsError(f"cannot fetch from {url}: {_tail(full.stderr)}")
-        commit_id = _resolve_fetched(dest, ref)
-    git("checkout", "--quiet", "--detach", commit_id, cwd=dest)
+    git = Git(dest)
+    git.run("init", "--quiet")
+    git.run("remote", "add", "origin", url)
+    shallow = git.run("fetch", "--quiet", "--depth", "1", "--no-tags", "origin", ref, env=env, check=False)
+    commit_id = "FETCH_HEAD" if shallow.returncode == 0 else _fetch_all(git, url, ref, env)
+    git.run("checkout", "--quiet", "--detach", commit_id)
     return rev_parse(dest, "HEAD")
 
 
-def _resolve_fetched(repo: Path, ref: str) -> str:
+def _fetch_all(git: Git, url: str, ref: str, env: Mapping[str, str] | None) -> str:
+    """Fetch every branch and tag of ``url`` and resolve ``ref`` among them."""
+    done = git.run("fetch", "--quiet", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*", env=env, check=False)
+    if done.returncode != 0:
+        raise GitOpsError(f"cannot fetch from {url}: {_tail(done.stderr)}")
     for candidate in (ref, f"origin/{ref}", f"refs/tags/{ref}"):
-        done = git("rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}", cwd=repo, check=False)
-        if done.returncode == 0:
-            return done.stdout.strip()
+        found = git.commit_of(candidate)
+        if found is not None:
+            return found
     raise GitOpsError(f"--base {ref!r} is not a branch, tag or commit of the repository")
 
 
 def checkout_new_branch(repo: Path, name: str, start: str) -> None:
     if branch_exists(repo, name):
         raise GitOpsError(f"branch {name!r} already exists in {repo}: pass another --branch")
-    done = git("switch", "--quiet", "-c", name, start, cwd=repo, check=False)
+    done = Git(repo).run("switch", "--quiet", "-c", name, start, check=False)
     if done.returncode != 0:
         raise GitOpsError(f"cannot create branch {name!r} at {start}: {_tail(done.stderr)}")
-
-
-def apply_patch(repo: Path, patch: str, *, index: bool) -> None:
-    """Apply a ``git diff`` to the work tree (and the index: a commit holds exactly the patch); all or none."""
-    args = ["apply", "--whitespace=nowarn", *(["--index"] if index else []), "-"]
-    check = git(*args[:-1], "--check", "-", cwd=repo, input=patch, check=False)
-    if check.returncode != 0:
-        raise GitOpsError(f"the patch does not apply to {repo}: {_tail(check.stderr)}")
-    git(*args, cwd=repo, input=patch)
 
 
 def commit(repo: Path, message: str) -> str:
@@ -175,7 +144,7 @@ def commit(repo: Path, message: str) -> str:
 
     ``--cleanup=whitespace`` keeps lines that start with ``#`` (an issue body may have Markdown headings) even
     when the user's ``commit.cleanup`` would strip them."""
-    done = git("commit", "--quiet", "--cleanup=whitespace", "-F", "-", cwd=repo, input=message, check=False)
+    done = Git(repo).run("commit", "--quiet", "--cleanup=whitespace", "-F", "-", input=message, check=False)
     if done.returncode != 0:
         output = _tail(done.stderr + "\n" + done.stdout)
         raise GitOpsError(f"git commit in {repo} failed (a hook may have refused it): {output}")
@@ -185,7 +154,7 @@ def commit(repo: Path, message: str) -> str:
 def push(repo: Path, url: str, branch: str, env: Mapping[str, str] | None = None) -> None:
     """Push ``HEAD`` to ``refs/heads/<branch>`` at ``url``. A permission refusal is :class:`PushDenied` (fork
     and retry); any other refusal is :class:`PushRefused` with the remote's own words."""
-    done = git("push", "--porcelain", url, f"HEAD:refs/heads/{branch}", cwd=repo, env=env, check=False)
+    done = Git(repo).run("push", "--porcelain", url, f"HEAD:refs/heads/{branch}", env=env, check=False)
     if done.returncode == 0:
         return
     words = _tail(done.stderr + "\n" + done.stdout)

@@ -28,8 +28,8 @@ from agent.model import EndpointError
 from agent.task import RunResult, Task
 from sandboxes.base import SandboxError
 from sandboxes.select import open_sandbox
-from tools import proc
 from tools.errors import FatalError
+from tools.git import Git
 from tools.testing import run_tests
 from tools.workspace import Workspace, apply_patch
 
@@ -91,7 +91,7 @@ class FixOutcome:
 
 def git_root(path: Path) -> Path:
     """The top of the work tree containing ``path``; pre-commit runs hooks there, a user may run from anywhere."""
-    done = proc.git("rev-parse", "--show-toplevel", cwd=path, check=False)
+    done = Git(path).run("rev-parse", "--show-toplevel", check=False)
     if done.returncode != 0:
         raise FatalError(f"{path} is not inside a git repository: mendloop fix repairs staged changes")
     return Path(done.stdout.strip()).resolve()
@@ -111,7 +111,7 @@ def repo_relative(repo: Path, files: Sequence[str], cwd: Path) -> list[str]:
 
 def unstaged_files(repo: Path, files: Sequence[str] = ()) -> list[str]:
     """Tracked files among ``files`` (all when empty) whose working-tree content differs from the index."""
-    done = proc.git("diff", "--name-only", "-z", "--no-renames", "--", *files, cwd=repo)
+    done = Git(repo).run("diff", "--name-only", "-z", "--no-renames", "--", *files)
     return sorted(p for p in done.stdout.split("\0") if p)
 
 

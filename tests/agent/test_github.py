@@ -29,6 +29,7 @@ from agent.doors.issue.github import (
     web_host,
 )
 from tests.support.fake_github import FakeGitHub, init_bare_repo, run_git
+from tools.git import Git
 
 TOKEN = "ghp_TestTokenDoNotLeak0123456789abcdef"
 
@@ -264,7 +265,7 @@ def test_token_reaches_git_as_a_header_for_that_host_only(tmp_path: Path) -> Non
         assert env["GIT_CONFIG_KEY_0"] == f"http.http://127.0.0.1:{port}/.extraheader"
         assert TOKEN not in " ".join(env)
         for host in ("127.0.0.1", "localhost"):
-            done = gitops.git("ls-remote", f"http://{host}:{port}/acme/widgets.git", cwd=repo, env=env, check=False)
+            done = Git(repo).run("ls-remote", f"http://{host}:{port}/acme/widgets.git", env=env, check=False)
             assert done.returncode != 0 and TOKEN not in done.stderr
     finally:
         server.shutdown()
@@ -336,7 +337,7 @@ def test_commit_runs_the_repositorys_hooks(tmp_path: Path) -> None:
     for hook in hooks.iterdir():
         hook.chmod(0o755)
     gitops.checkout_new_branch(work, "b", "HEAD")
-    gitops.apply_patch(work, "--- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-1\n+2\n", index=True)
+    Git(work).apply("--- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-1\n+2\n", index=True)
     with pytest.raises(gitops.GitOpsError, match="needs Fixes"):
         gitops.commit(work, "no reference\n")
     sha = gitops.commit(work, "# heading kept\n\nFixes #4\n")

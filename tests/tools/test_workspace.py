@@ -10,11 +10,12 @@ import pytest
 
 from tools import proc
 from tools.errors import FatalError
+from tools.git import Git
 from tools.workspace import Workspace, apply_patch, validate_repo
 
 
 def git(repo: Path, *args: str) -> str:
-    return proc.git(*args, cwd=repo).stdout
+    return Git(repo).run(*args).stdout
 
 
 def make_repo(path: Path, files: dict[str, str]) -> Path:

@@ -1,13 +1,14 @@
-"""One batch task in its own process: ``python -m agent.doors.batch.worker`` reads a job on stdin, writes
-outcome.json.
+"""One batch task in a process of its own: check the repository out, repair it, write ``outcome.json``.
 
-Why a process per task: a task that crashes the interpreter, leaks memory or hangs in a test can then be
-killed (``--task-timeout``) without touching the batch or its other tasks. The job arrives on stdin so the API
-key is never written to disk; the outcome goes to a file in the run dir (written atomically) because the
-repair itself may print anything on stdout.
+Why a process per task: a task that crashes the interpreter, leaks memory or hangs in a test can then be killed
+(``--task-timeout``) without touching the batch or its other tasks. :mod:`agent.doors.batch.executors` starts
+:func:`child_main` from a forkserver with the job as an argument, so the API key in the settings is never written
+to disk; the outcome goes to a file in the run dir (written atomically) because the repair itself may print anything
+on stdout, which goes to ``worker.log``.
 
 A watchdog thread ends the worker's whole process group when its parent dies, so killing the batch (even with
-SIGKILL) does not leave repairs running on their own."""
+SIGKILL) does not leave repairs running on their own.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -25,10 +25,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.doors.batch.tasks import BatchTask
 from agent.config import Settings
+from agent.doors.batch.tasks import BatchTask
 from agent.task import RunResult, Task
 from tools.errors import FatalError
+from tools.git import Git
 
 __all__ = ["LOG_FILE", "OUTCOME_FILE", "CheckoutError", "checkout", "child_main", "clean_run_dir", "run_one"]
 
@@ -41,18 +42,6 @@ class CheckoutError(FatalError):
     """The task's repository could not be cloned or its base commit checked out."""
 
 
-def _git(*args: str, cwd: Path | None = None) -> None:
-    """Run one git command on the host; any failure is a CheckoutError naming the command."""
-    cmd = ["git", *args]
-    try:
-        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=_GIT_TIMEOUT, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CheckoutError(f"`{' '.join(cmd)}` failed: {exc}") from None
-    if done.returncode != 0:
-        first = (done.stderr.strip() or done.stdout.strip()).splitlines()[:1]
-        raise CheckoutError(f"`{' '.join(cmd)}` exited {done.returncode}: {first[0] if first else ''}")
-
-
 def _slug_source(slug: str, repos_dir: str | None, repo_url: str | None) -> str:
     """Where to clone an "owner/name" repo from: a local mirror first, then the URL template."""
     owner, _, name = slug.partition("/")
@@ -60,7 +49,7 @@ def _slug_source(slug: str, repos_dir: str | None, repo_url: str | None) -> str:
         base = Path(repos_dir)
         for candidate in (base / f"{owner}__{name}", base / owner / name, base / name):
             if candidate.is_dir():
-                return str(candidate)
+                return str(candidate.resolve())
     if repo_url:
         return repo_url.format(repo=slug, owner=owner, name=name)
     where = f" (not found under {repos_dir})" if repos_dir else ""
@@ -75,9 +64,14 @@ def checkout(task: BatchTask, run_dir: Path, *, repos_dir: str | None = None, re
     dest = run_dir / "repo"
     if dest.exists():
         shutil.rmtree(dest)
-    _git("clone", "--quiet", source, str(dest))
-    if task.base_commit:
-        _git("-c", "advice.detachedHead=false", "checkout", "--quiet", task.base_commit, cwd=dest)
+    try:
+        Git(run_dir).run("clone", "--quiet", source, str(dest), timeout=_GIT_TIMEOUT)
+        if task.base_commit:
+            Git(dest).run(
+                "-c", "advice.detachedHead=false", "checkout", "--quiet", task.base_commit, timeout=_GIT_TIMEOUT
+            )
+    except FatalError as exc:
+        raise CheckoutError(exc.message) from None
     return dest
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from agent.doors import gitops
 from agent.config import Settings
+from agent.doors import gitops
 from agent.doors.issue.github import (
     TOKEN_ENVS,
     GitHubClient,
@@ -36,6 +36,7 @@ from agent.doors.issue.github import (
 from agent.runner import default_run_dir
 from agent.task import RunResult, Task
 from tools.errors import FatalError
+from tools.git import Git
 
 __all__ = ["IssueOutcome", "IssueRequest", "Plan", "Solver", "solve_issue"]
 
@@ -194,7 +195,7 @@ def _local_repo(path: Path | None) -> Path | None:
     if path is None:
         return None
     resolved = path.expanduser().resolve()
-    if not gitops.is_git_repo(resolved):
+    if not resolved.is_dir() or not Git(resolved).is_work_tree():
         raise FatalError(f"--repo {path} is not a git repository")
     return resolved
 
@@ -262,7 +263,7 @@ def _execute(
         return outcome
     if plan.branch is not None:
         gitops.checkout_new_branch(plan.target, plan.branch, plan.start)
-    gitops.apply_patch(plan.target, result.patch, index=plan.branch is not None)
+    Git(plan.target).apply(result.patch, index=plan.branch is not None)
     if plan.branch is None:
         outcome.notes.append(f"applied the patch to {plan.target}")
         return outcome
