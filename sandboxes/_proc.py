@@ -1,9 +1,10 @@
-"""Shared helpers for process-based sandboxes: one process group, a hard timeout, a capped output reader.
+"""What every sandbox backend shares: one capped output buffer, and for host processes one process group, a hard
+timeout and a minimal environment.
 
-Why one chokepoint: every backend that starts a host process (local, bwrap, docker's CLI fallbacks) must kill
-the whole process tree at the deadline, must never buffer unbounded output, and must build the same minimal
-environment.
-Getting that right once, here, is what makes the backends interchangeable.
+Why one chokepoint: every backend that starts a host process (local, bwrap) must kill the whole process tree at
+the deadline, must never buffer unbounded output, and must build the same minimal environment; every backend,
+docker included, must cap output the same way. Getting that right once, here, is what makes the backends
+interchangeable.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from sandboxes.base import ExecResult, SandboxError
+from sandboxes.base import ExecResult, SandboxError, SandboxSpec, closed_on_error
 
 __all__ = [
     "BASE_ENV",
     "CappedBuffer",
+    "HostSandbox",
     "ProcResult",
     "build_env",
     "read_workspace_file",
@@ -41,7 +43,12 @@ _DRAIN_GRACE = 2.0  # seconds to keep reading after the group is dead (a setsid'
 
 
 class CappedBuffer:
-    """Keep the first and the last ``cap // 2`` bytes of a stream and count the rest: memory stays O(cap)."""
+    """Keep the first and the last ``cap // 2`` bytes of a stream and count the rest: memory stays O(cap).
+
+    Why head and tail: a test runner's verdict (the pytest summary) is at the end of its output, the first error at
+    the beginning; both matter more than the middle of a flood. Every sandbox backend caps through this one class,
+    so the same command keeps the same output whichever backend ran it.
+    """
 
     def __init__(self, cap: int) -> None:
         self.cap = max(cap, 0)
@@ -288,3 +295,55 @@ def write_workspace_files(root: Path, files: Mapping[str, bytes]) -> list[Path]:
 def read_workspace_file(root: Path, rel: str) -> bytes:
     """Read one workspace file; a missing file raises FileNotFoundError (an observation, not a failure)."""
     return resolve_in_workspace(root, rel).read_bytes()
+
+
+class HostSandbox:
+    """A sandbox whose commands are host processes working directly in the workspace directory (local, bwrap).
+
+    A backend says what it holds (:meth:`_open`, :meth:`_release`) and how one command starts (:meth:`_process`);
+    the rest is the same for every such backend: the workspace check, setup, the default timeout, reading and
+    writing workspace files, and an idempotent close.
+    """
+
+    name = "host"
+
+    def __init__(self, root: Path, spec: SandboxSpec) -> None:
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise SandboxError(f"workspace {self.root} is not a directory")
+        self.spec = spec
+        self.limits = spec.limits
+        self._closed = False
+        self._open()
+        with closed_on_error(self):
+            run_setup(self, spec.setup)
+
+    def run(
+        self, cmd: str | Sequence[str], *, timeout: float | None = None, env: Mapping[str, str] | None = None
+    ) -> ExecResult:
+        if self._closed:
+            raise SandboxError("sandbox is closed")
+        limit = self.limits.timeout if timeout is None else timeout
+        return to_exec_result(self._process(to_argv(cmd), limit, env), memory_limited=True)
+
+    def put(self, files: Mapping[str, bytes]) -> None:
+        write_workspace_files(self.root, files)
+
+    def get(self, path: str) -> bytes:
+        return read_workspace_file(self.root, path)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._release()
+
+    def _open(self) -> None:
+        """Acquire what commands need (a private HOME, ...); on failure, release what was acquired, then raise."""
+
+    def _process(self, argv: list[str], timeout: float, env: Mapping[str, str] | None) -> ProcResult:
+        """Run one command to its end (``env`` holds the caller's extra variables)."""
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        """Give back what :meth:`_open` acquired."""

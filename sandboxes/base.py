@@ -7,7 +7,8 @@ import the ``docker`` SDK (or anything else a backend needs) until that backend 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -77,6 +78,17 @@ class Sandbox(Protocol):
     def get(self, path: str) -> bytes: ...
 
     def close(self) -> None: ...
+
+
+@contextmanager
+def closed_on_error(sandbox: Sandbox) -> Iterator[None]:
+    """Close ``sandbox`` when the block raises: a sandbox that failed to open holds nothing (no container, no
+    temporary directory) once the error leaves its constructor."""
+    try:
+        yield
+    except BaseException:
+        sandbox.close()
+        raise
 
 
 # name -> "module:Class"; imported only when asked for.

@@ -23,19 +23,11 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from sandboxes._proc import (
-    build_env,
-    read_workspace_file,
-    run_process,
-    run_setup,
-    to_argv,
-    to_exec_result,
-    write_workspace_files,
-)
-from sandboxes.base import ExecResult, SandboxError, SandboxSpec
+from sandboxes._proc import HostSandbox, ProcResult, build_env, run_process
+from sandboxes.base import SandboxError
 
 WORKDIR = "/workspace"
 HOME = "/home/sandbox"
@@ -159,20 +151,14 @@ def share_with_sandbox(root: Path, gid: int = HOST_ID) -> None:
         fix(entry.path, entry.stat(follow_symlinks=False))
 
 
-class BwrapSandbox:
+class BwrapSandbox(HostSandbox):
     """A bubblewrap sandbox around a host workspace directory (bound read-write at ``/workspace``)."""
 
     name = "bwrap"
 
-    def __init__(self, root: Path, spec: SandboxSpec) -> None:
-        self.root = Path(root).resolve()
-        if not self.root.is_dir():
-            raise SandboxError(f"workspace {self.root} is not a directory")
-        self.spec = spec
-        self.limits = spec.limits
+    def _open(self) -> None:
         self._bwrap = find_bwrap()
         self._as_root = os.geteuid() == 0
-        self._closed = False
         self._userns_fd: int | None = None
         self._state = Path(tempfile.mkdtemp(prefix="mendloop-bwrap-"))
         try:
@@ -184,9 +170,8 @@ class BwrapSandbox:
                 self._userns_fd = _new_userns()
                 share_with_sandbox(self._home)
             self._base_args = self._build_base_args()
-            run_setup(self, spec.setup)
         except BaseException:
-            self.close()
+            self._release()
             raise
 
     # --- argv --------------------------------------------------------------------------------------------------
@@ -243,42 +228,25 @@ class BwrapSandbox:
         }
         return [str(Path(sys.executable)), "-I", "-S", "-c", _WRAPPER, json.dumps(config)]
 
-    # --- Sandbox protocol --------------------------------------------------------------------------------------
-    def run(
-        self, cmd: str | Sequence[str], *, timeout: float | None = None, env: Mapping[str, str] | None = None
-    ) -> ExecResult:
-        if self._closed:
-            raise SandboxError("sandbox is closed")
-        limit = self.limits.timeout if timeout is None else timeout
+    # --- one command -------------------------------------------------------------------------------------------
+    def _process(self, argv: list[str], timeout: float, env: Mapping[str, str] | None) -> ProcResult:
         if self._as_root:
             share_with_sandbox(self.root)  # files the host wrote since the last run
         path = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
-        inner_env = build_env(path, HOME, self.limits.env, env)
         args = list(self._base_args)
-        for key, value in inner_env.items():
+        for key, value in build_env(path, HOME, self.limits.env, env).items():
             args += ["--setenv", key, value]
-        args += ["--", *self._wrapper(limit), *to_argv(cmd)]
-        fds = () if self._userns_fd is None else (self._userns_fd,)
-        res = run_process(
+        args += ["--", *self._wrapper(timeout), *argv]
+        return run_process(
             args,
             cwd=self.root,
             env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-            timeout=limit,
+            timeout=timeout,
             output_bytes=self.limits.output_bytes,
-            pass_fds=fds,
+            pass_fds=() if self._userns_fd is None else (self._userns_fd,),
         )
-        return to_exec_result(res, memory_limited=True)
 
-    def put(self, files: Mapping[str, bytes]) -> None:
-        write_workspace_files(self.root, files)
-
-    def get(self, path: str) -> bytes:
-        return read_workspace_file(self.root, path)
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _release(self) -> None:
         if self._userns_fd is not None:
             os.close(self._userns_fd)
             self._userns_fd = None

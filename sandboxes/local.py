@@ -12,19 +12,11 @@ import resource
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from sandboxes._proc import (
-    build_env,
-    read_workspace_file,
-    run_process,
-    run_setup,
-    to_argv,
-    to_exec_result,
-    write_workspace_files,
-)
-from sandboxes.base import ExecResult, Limits, SandboxError, SandboxSpec
+from sandboxes._proc import HostSandbox, ProcResult, build_env, run_process
+from sandboxes.base import Limits
 
 
 def _host_path() -> str:
@@ -49,50 +41,23 @@ def _rlimits(limits: Limits, timeout: float) -> Callable[[], None]:
     return apply
 
 
-class LocalSandbox:
+class LocalSandbox(HostSandbox):
     """Runs commands in ``root`` on the host with the same timeout/cap/env rules as the real sandboxes."""
 
     name = "local"
 
-    def __init__(self, root: Path, spec: SandboxSpec) -> None:
-        self.root = Path(root).resolve()
-        if not self.root.is_dir():
-            raise SandboxError(f"workspace {self.root} is not a directory")
-        self.spec = spec
-        self.limits = spec.limits
+    def _open(self) -> None:
         self._home = Path(tempfile.mkdtemp(prefix="mendloop-home-"))
-        self._closed = False
-        try:
-            run_setup(self, spec.setup)
-        except BaseException:
-            self.close()
-            raise
 
-    def run(
-        self, cmd: str | Sequence[str], *, timeout: float | None = None, env: Mapping[str, str] | None = None
-    ) -> ExecResult:
-        if self._closed:
-            raise SandboxError("sandbox is closed")
-        limit = self.limits.timeout if timeout is None else timeout
-        full_env = build_env(_host_path(), str(self._home), self.limits.env, env)
-        res = run_process(
-            to_argv(cmd),
+    def _process(self, argv: list[str], timeout: float, env: Mapping[str, str] | None) -> ProcResult:
+        return run_process(
+            argv,
             cwd=self.root,
-            env=full_env,
-            timeout=limit,
+            env=build_env(_host_path(), str(self._home), self.limits.env, env),
+            timeout=timeout,
             output_bytes=self.limits.output_bytes,
-            preexec_fn=_rlimits(self.limits, limit),
+            preexec_fn=_rlimits(self.limits, timeout),
         )
-        return to_exec_result(res, memory_limited=True)
 
-    def put(self, files: Mapping[str, bytes]) -> None:
-        write_workspace_files(self.root, files)
-
-    def get(self, path: str) -> bytes:
-        return read_workspace_file(self.root, path)
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _release(self) -> None:
         shutil.rmtree(self._home, ignore_errors=True)

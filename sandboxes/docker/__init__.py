@@ -1,12 +1,12 @@
-"""The production sandbox: one long-lived, locked-down container per sandbox, driven through the ``docker``
-SDK.
+"""The production sandbox: one long-lived, locked-down container per sandbox, driven through the ``docker`` SDK.
 
-Why this shape: starting a container per command costs half a second; one keep-alive container plus one
-``exec`` per command costs a few tens of milliseconds. The workspace is copied in (never bind-mounted) and
-kept in sync by shipping only what changed on the host before each command (see _docker_sync). Setup is baked
-into a cached derived image (see _docker_image). Timeouts kill the command's whole process tree from inside
-while the container lives on (see _docker_container), and every container is removed on close, at exit, on
-SIGINT/SIGTERM and, through a dead-man switch, even when this process is SIGKILLed.
+Why this shape: starting a container per command costs half a second; one keep-alive container plus one ``exec``
+per command costs a few tens of milliseconds. The workspace is copied in (never bind-mounted) and kept in sync by
+shipping only what changed on the host before each command (:mod:`sandboxes.docker.sync`). Setup is baked into a
+cached derived image (:mod:`sandboxes.docker.image`). Timeouts kill the command's whole process tree from inside
+while the container lives on (:mod:`sandboxes.docker.container`), and every container is removed on close, at
+exit, on SIGINT/SIGTERM and, through a dead-man switch, even when this process is SIGKILLed
+(:mod:`sandboxes.docker.cleanup`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sandboxes.docker import container as _docker_container, exec_wrap as _docker_exec, image as _docker_image, sync as _docker_sync
-from sandboxes.base import ExecResult, SandboxError, SandboxSpec
+from sandboxes.base import ExecResult, SandboxError, SandboxSpec, closed_on_error
+from sandboxes.docker import container as _docker_container
+from sandboxes.docker import exec_wrap as _docker_exec
+from sandboxes.docker import image as _docker_image
+from sandboxes.docker import sync as _docker_sync
 
 __all__ = ["DockerSandbox", "docker_available", "prune"]
 
@@ -147,25 +150,18 @@ class DockerSandbox:
         self._closed = False
         self._oom_kills = 0  # cgroup OOM kills seen so far; a fresh container starts at zero
         self._client = _client()
-        try:
+        with closed_on_error(self):
             image_id = _docker_image.resolve(self._client, self.root, self.spec)
             image_env = self._client.images.get(image_id).attrs.get("Config", {}).get("Env")
             self._env = _docker_container.base_env(image_env, self.limits)
             self._box = _docker_container.launch(
                 self._client.api, image_id, limits=self.limits, labels=self.labels, env=self._env
             )
-        except BaseException:
-            self._client.close()
-            raise
-        self.container_id = self._box.id
-        self._mirror = _docker_sync.Mirror(self.root)
-        try:
+            self.container_id = self._box.id
+            self._mirror = _docker_sync.Mirror(self.root)
             if self.spec.setup:
                 self._mirror.extra_deletes = _docker_image.baked_paths(self._client.api, self._box.id)
             self._pending_deletes: list[str] = self._sync()
-        except BaseException:
-            self.close()
-            raise
 
     # -- the Sandbox protocol -------------------------------------------------------------------------------
 

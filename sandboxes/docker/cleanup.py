@@ -4,7 +4,7 @@ Why besides ``close()``: a Ctrl-C or a crash skips the caller's ``finally`` more
 and SIGTERM's default action skips ``atexit`` altogether. The handlers remove the containers through a fresh
 API client (the sandbox's own client may be mid-request) and then hand the signal on to whatever handler was
 there before, so Ctrl-C still raises KeyboardInterrupt and SIGTERM still terminates. The keep-alive's dead-man
-switch (see _docker_container) covers SIGKILL, which no handler sees.
+switch (see :mod:`sandboxes.docker.container`) covers SIGKILL, which no handler sees.
 """
 
 from __future__ import annotations

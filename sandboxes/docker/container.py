@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandboxes.docker import cleanup as _docker_cleanup
 from sandboxes.base import Limits, SandboxError
+from sandboxes.docker import cleanup as _docker_cleanup
 
 WORKDIR = "/workspace"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

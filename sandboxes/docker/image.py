@@ -1,10 +1,8 @@
-"""Which image a sandbox runs: the spec's image (or a Dockerfile build), plus setup baked into a derived
-image.
+"""Which image a sandbox runs: the spec's image (or a Dockerfile build), plus setup baked into a derived image.
 
 Why derived images: ``pip install -e .`` and friends take seconds to minutes and give the same result for the
-same base image, setup commands and dependency files. Like SWE-bench's harness, the result is committed once
-as ``mendloop-derived:<sha256>`` and every later sandbox with the same inputs starts from it and runs no
-setup.
+same base image, setup commands and dependency files. Like SWE-bench's harness, the result is committed once as
+``mendloop-derived:<sha256>`` and every later sandbox with the same inputs starts from it and runs no setup.
 """
 
 from __future__ import annotations
@@ -19,8 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sandboxes.docker import container as _docker_container, exec_wrap as _docker_exec, sync as _docker_sync
 from sandboxes.base import Limits, SandboxError, SandboxSpec
+from sandboxes.docker import container as _docker_container
+from sandboxes.docker import exec_wrap as _docker_exec
+from sandboxes.docker import sync as _docker_sync
 
 DERIVED_REPO = "mendloop-derived"
 DOCKERFILE_REPO = "mendloop-dockerfile"
