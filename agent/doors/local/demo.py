@@ -23,7 +23,7 @@ Runner = Callable[[Task, Settings, Path | None], RunResult]
 
 def example_project() -> Path:
     """The example shipped next to the package (``examples/buggy_project`` in a checkout or an editable install)."""
-    path = Path(__file__).resolve().parent.parent / "examples" / "buggy_project"
+    path = Path(__file__).resolve().parents[3] / "examples" / "buggy_project"  # agent/doors/local/demo.py
     if not (path / "ISSUE.md").is_file():
         raise FatalError(f"the example project is not at {path}: run the demo from a mendloop checkout")
     return path
