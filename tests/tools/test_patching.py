@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -13,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tools.patching.diffparse import parse_diff
 from tools.edits import CreateFile, DeleteFile, SearchReplace, UnifiedDiff, WholeFile
 from tools.patching import PathRefused, apply_edit, apply_edits, check_syntax, resolve_path
+from tools.patching.diffparse import parse_diff
 
 LONG = "".join(f"line_{i} = {i}\n" for i in range(1, 41))
 
@@ -260,10 +261,25 @@ def test_hunks_in_reverse_order_still_apply(pair: tuple[list[str], list[str]]) -
     assert run_diff(a, head + "".join(reversed(hunks))) == "".join(x + "\n" for x in b)
 
 
-def test_environment_has_no_umask_surprises(tmp_path: Path) -> None:
-    """A created file is an ordinary readable file (the sandbox copies it back)."""
+def test_edits_keep_the_file_mode_and_new_files_follow_the_umask(tmp_path: Path) -> None:
+    """git records the executable bit: an edit that rewrote a script as a plain file would put a mode change in the
+    patch, and a new file must get the mode any other tool would give it."""
+    script = tmp_path / "run.sh"
+    script.write_text("echo a\n")
+    script.chmod(0o755)
+    edits = [
+        SearchReplace("run.sh", "echo a", "echo b"),
+        WholeFile("run.sh", "echo c\n"),
+        UnifiedDiff("--- a/run.sh\n+++ b/run.sh\n@@ -1 +1 @@\n-echo c\n+echo d\n"),
+    ]
+    for edit in edits:
+        assert apply_edit(tmp_path, edit).ok
+        assert stat.S_IMODE(script.stat().st_mode) == 0o755, edit
+    assert script.read_text() == "echo d\n"
+    umask = os.umask(0o022)
+    os.umask(umask)
     assert apply_edit(tmp_path, CreateFile("n.txt", "x")).ok
-    assert os.access(tmp_path / "n.txt", os.R_OK)
+    assert stat.S_IMODE((tmp_path / "n.txt").stat().st_mode) == 0o666 & ~umask
 
 
 DIFFISH = st.lists(

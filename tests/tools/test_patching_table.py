@@ -448,9 +448,20 @@ def test_meant_edit_gives_intended_content(tmp_path: Path, case: Case) -> None:
     assert outcome.changed, outcome.message
 
 
-def test_table_is_big_enough() -> None:
-    assert len(CASES) >= 30
-    assert len({c.id for c in CASES}) == len(CASES)
+def read_tree(root: Path) -> dict[str, bytes]:
+    return {path.relative_to(root).as_posix(): path.read_bytes() for path in root.rglob("*") if path.is_file()}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_meant_edit_reports_exactly_the_files_it_touched(tmp_path: Path, case: Case) -> None:
+    """``changed`` is what the loop syntax-checks and reports as applied: every file the edit wrote or deleted, once,
+    and no file it left alone."""
+    write_tree(tmp_path, case.files)
+    before = read_tree(tmp_path)
+    outcome = apply_edit(tmp_path, case.edit)
+    after = read_tree(tmp_path)
+    touched = {rel for rel in before.keys() | after.keys() if before.get(rel) != after.get(rel)}
+    assert sorted(outcome.changed) == sorted(touched), outcome.message
 
 
 @dataclass(frozen=True)
