@@ -1,21 +1,17 @@
 """Real execution traces of a failing test, rendered in the format CWM was mid-trained on.
 
-Why: a trace of what the code actually did (every line, every local, the value returned) is the most direct
-evidence
+Why: a trace of what the code actually did (every line, every local, the value returned) is the most direct evidence
 a model can get, and CWM learned to read exactly this format. The recording happens inside the sandbox by the
-standalone script ``tools/_tracer.py`` (it must run on the sandbox's Python, so it cannot import mendloop);
-this
-module ships it there, reads its JSON back and renders it:
+standalone script ``tools/tracing/_tracer.py`` (it must run on the sandbox's Python, so it cannot import mendloop);
+this module ships it there, reads its JSON back and renders it:
 
 * :func:`render_cwm` - CWM's special-token frames (``<|call_sep|>``, ``<|line_sep|>``, ...), byte for byte the
   grammar in docs/CWM.md;
-* :func:`render_prompt_context` - the ``<|trace_context_start|>SOURCE<|frame_sep|>`` prefix CWM's trace
-prediction
+* :func:`render_prompt_context` - the ``<|trace_context_start|>SOURCE<|frame_sep|>`` prefix CWM's trace prediction
   prompt starts with;
 * :func:`render_readable` - ``L12 call  c='r'`` lines for people and for models that never saw CWM's tokens.
 
-Marker frames (event ``"skip"``) stand for loop iterations or frames that were left out; in CWM text they are
-line
+Marker frames (event ``"skip"``) stand for loop iterations or frames that were left out; in CWM text they are line
 frames whose source is a ``# ... skipped ...`` comment, so the text still parses by CWM's grammar.
 """
 
@@ -25,7 +21,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +72,7 @@ UNCHANGED = ".."
 
 @dataclass
 class Frame:
-    """One event of the traced scope. ``locals`` (call/line) holds ``repr`` strings, ``".."`` where unchanged
-    since
+    """One event of the traced scope. ``locals`` (call/line) holds ``repr`` strings, ``".."`` where unchanged since
     the previous call/line frame; ``value`` (return/exception) is the ``repr`` of what was returned or raised.
     ``event == "skip"`` marks left-out frames; its ``source_line`` is the ``# ... skipped ...`` comment."""
 
@@ -90,7 +85,7 @@ class Frame:
 
 @dataclass
 class Trace:
-    """The recorded execution of one function invocation (see ``tools/_tracer.py`` for how it is chosen)."""
+    """The recorded execution of one function invocation (see ``tools/tracing/_tracer.py`` for how it is chosen)."""
 
     function: str
     file: str
@@ -114,8 +109,7 @@ def trace_test(
 ) -> Trace | None:
     """Trace the function behind the failing pytest ``test_id`` inside ``sandbox``.
 
-    Returns None - never raises - when nothing could be traced (a collection error, a crash, a timeout, no
-    project
+    Returns None - never raises - when nothing could be traced (a collection error, a crash, a timeout, no project
     code on the failing path): a missing trace is an observation, not an infrastructure failure. Errors of the
     sandbox itself (``SandboxError``) still propagate. ``env`` goes to the command (e.g.
     ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1`` where heavy unrelated pytest plugins are installed).
@@ -164,30 +158,25 @@ def trace_from_json(document: Mapping[str, Any]) -> Trace | None:
 
 # -- sizes and budgets ---------------------------------------------------------------------------------------
 def estimate_tokens(text: str) -> int:
-    """A tokenizer-free estimate: each special token is one token, other text about 3.5 characters per
-    token."""
+    """A tokenizer-free estimate: each special token is one token, other text about 3.5 characters per token."""
     specials = len(_SPECIAL_RE.findall(text))
     rest = len(_SPECIAL_RE.sub("", text))
     return specials + math.ceil(rest / 3.5)
 
 
 def resolve_locals(frames: Sequence[Frame]) -> list[dict[str, str] | None]:
-    """Full locals per frame (``".."`` replaced by the value it stands for); None for
-    return/exception/skip."""
+    """Full locals per frame (``".."`` replaced by the value it stands for); None for return/exception/skip."""
     resolved: list[dict[str, str] | None] = []
     previous: dict[str, str] | None = None
     for frame in frames:
+        current = None
         if frame.event in ("call", "line"):
             current = {
                 name: (previous.get(name, value) if value == UNCHANGED and previous else value)
                 for name, value in (frame.locals or {}).items()
             }
-            resolved.append(current)
-            previous = current
-        else:
-            resolved.append(None)
-            if frame.event in ("return", "skip"):
-                previous = None
+        resolved.append(current)
+        previous = _carried(frame, current, previous)
     return resolved
 
 
@@ -197,17 +186,20 @@ def _rediff(frames: Sequence[Frame], full: Sequence[dict[str, str] | None]) -> l
     previous: dict[str, str] | None = None
     for frame, current in zip(frames, full, strict=True):
         if frame.event == "call" and current is not None:
-            out.append(Frame(frame.event, frame.line, frame.source_line, dict(current), frame.value))
-            previous = current
+            frame = replace(frame, locals=dict(current))
         elif frame.event == "line" and current is not None:
             shown = {k: (UNCHANGED if previous is not None and previous.get(k) == v else v) for k, v in current.items()}
-            out.append(Frame(frame.event, frame.line, frame.source_line, shown, frame.value))
-            previous = current
-        else:
-            out.append(frame)
-            if frame.event in ("return", "skip"):
-                previous = None
+            frame = replace(frame, locals=shown)
+        out.append(frame)
+        previous = _carried(frame, current, previous)
     return out
+
+
+def _carried(frame: Frame, current: dict[str, str] | None, previous: dict[str, str] | None) -> dict[str, str] | None:
+    """The locals the next frame's ``".."`` refer to: this frame's own, none after a return or a skip marker."""
+    if current is not None:
+        return current
+    return None if frame.event in ("return", "skip") else previous
 
 
 def _fit(trace: Trace, render: Any, budget_tokens: int | None) -> str:
@@ -264,19 +256,15 @@ def _cwm_frames(trace: Trace, frames: Sequence[Frame]) -> str:
 
 
 def render_cwm(trace: Trace, *, budget_tokens: int | None = None, end_of_text: bool = False) -> str:
-    """The trace as CWM's frames: ``<|call_sep|>{locals}<|action_sep|>def f(c):  # <<
-    # START_OF_TRACE\\n<|frame_sep|>``
-    then line / return / exception frames. ``end_of_text`` appends ``<|end_of_text|>``, which is how CWM's
-    traces
-    end when execution leaves the scope. The ``<|begin_of_text|>`` token is the tokenizer's business, not
-    ours."""
+    """The trace as CWM's frames: ``<|call_sep|>{locals}<|action_sep|>def f(c):  # << START_OF_TRACE\\n<|frame_sep|>``
+    then line / return / exception frames. ``end_of_text`` appends ``<|end_of_text|>``, which is how CWM's traces
+    end when execution leaves the scope. The ``<|begin_of_text|>`` token is the tokenizer's business, not ours."""
     text = _fit(trace, _cwm_frames, budget_tokens)
     return text + END_OF_TEXT if end_of_text else text
 
 
 def marked_source(trace: Trace) -> str:
-    """The function's source with its ``def`` line marked ``  # << START_OF_TRACE`` (as CWM's prompt
-    # expects)."""
+    """The function's source with its ``def`` line marked ``  # << START_OF_TRACE`` (as CWM's prompt expects)."""
     lines = trace.source.splitlines(keepends=True)
     for index, line in enumerate(lines):
         stripped = line.lstrip()
@@ -288,10 +276,8 @@ def marked_source(trace: Trace) -> str:
 
 
 def render_prompt_context(trace: Trace) -> str:
-    """``<|trace_context_start|>SOURCE<|frame_sep|>``: the prefix of CWM's trace-prediction prompt (raw
-    completion,
-    no chat template); append :func:`render_cwm` frames to show what really happened, or let CWM predict
-    them."""
+    """``<|trace_context_start|>SOURCE<|frame_sep|>``: the prefix of CWM's trace-prediction prompt (raw completion,
+    no chat template); append :func:`render_cwm` frames to show what really happened, or let CWM predict them."""
     return f"{TRACE_CONTEXT_START}{marked_source(trace)}{FRAME_SEP}"
 
 
@@ -310,6 +296,5 @@ def _readable_frames(trace: Trace, frames: Sequence[Frame]) -> str:
 
 
 def render_readable(trace: Trace, *, budget_tokens: int | None = None) -> str:
-    """One line per event, showing only locals that changed: ``L12 call  c='r'`` ... ``L20 return 'Found
-    3'``."""
+    """One line per event, showing only locals that changed: ``L12 call  c='r'`` ... ``L20 return 'Found 3'``."""
     return _fit(trace, _readable_frames, budget_tokens)

@@ -1,16 +1,13 @@
 """Record a real execution trace of one failing pytest test, for CWM's trace format.
 
-STANDALONE on purpose: this file is copied into the sandbox (``.mendloop/_tracer.py``) and run there by
-whatever
-Python the sandbox has (3.8+), so it imports only the standard library (and pytest, which the project under
-test
-brings).  The host side (``tools/tracing.py``) reads the JSON it writes.
+STANDALONE on purpose: this file is copied into the sandbox (``.mendloop/_tracer.py``) and run there by whatever
+Python the sandbox has (3.8+), so it imports only the standard library (and pytest, which the project under test
+brings). The host side (``tools/tracing/__init__.py``) reads the JSON it writes.
 
     python .mendloop/_tracer.py --test tests/test_x.py::test_y --out .mendloop/trace.json
 
 How the function to trace is chosen (the "entry function"):
-  1. the failure is an exception whose traceback passes through project code: the DEEPEST project (non-test)
-  frame
+  1. the failure is an exception whose traceback passes through project code: the DEEPEST project (non-test) frame
      of that traceback - the exact invocation, matched by frame identity;
   2. otherwise (an ``assert`` in the test on a wrong value): the LAST project call made directly by the test
      (its caller is test code) that completed before the failure - its return value is what the test judged;
@@ -18,21 +15,16 @@ How the function to trace is chosen (the "entry function"):
 Only files under the project root count as project code (not site-packages, a venv, the stdlib, pytest, or
 ``.mendloop``); test files (``test_*.py``, ``*_test.py``, ``conftest.py``) are code under test only in case 3.
 
-What is recorded is the SCOPE of that one invocation, as CWM's traces are: its call, line, exception and
-return
-events.  Nested calls (recursive ones included) show up only as the line that makes them.  A generator shows
-each
-``yield`` as a return frame and each resumption as a call frame, exactly as ``sys.settrace`` reports them.  A
-caught
-exception is an exception frame followed by the handler's lines; an uncaught one is an exception frame
-followed by a
-return frame whose value is ``None`` (that is what settrace emits, and what CWM's own tracer records).
+What is recorded is the SCOPE of that one invocation, as CWM's traces are: its call, line, exception and return
+events. Nested calls (recursive ones included) show up only as the line that makes them. A generator shows each
+``yield`` as a return frame and each resumption as a call frame, exactly as ``sys.settrace`` reports them. A caught
+exception is an exception frame followed by the handler's lines; an uncaught one is an exception frame followed by
+a return frame whose value is ``None`` (that is what settrace emits, and what CWM's own tracer records).
 
-Size control: long loops keep their first iterations and the last one, with a marker frame
-(event ``skip``) saying how many iterations of which lines were left out; the whole trace is then capped at
-``--max-frames``; every ``repr`` is guarded and cut at ``--max-repr`` characters.  An endless loop is stopped
-after
-``--max-events`` traced lines or ``--max-seconds`` (the test is aborted; the trace says so).
+Size control: long loops keep their first iterations and the last one, with a marker frame (event ``skip``) saying
+how many iterations of which lines were left out; the whole trace is then capped at ``--max-frames``; every
+``repr`` is guarded and cut at ``--max-repr`` characters. An endless loop is stopped after ``--max-events`` traced
+lines or ``--max-seconds`` (the test is aborted; the trace says so).
 """
 
 # mypy: ignore-errors
@@ -58,9 +50,8 @@ HEAD_EVENTS = 20000  # events kept from the start of one invocation before only 
 
 
 class TracingLimit(BaseException):
-    """Raised into the traced code to stop a test that runs too long (BaseException: ``except Exception`` in
-    the
-    code under test must not swallow it)."""
+    """Raised into the traced code to stop a test that runs too long (BaseException: ``except Exception`` in the code
+    under test must not swallow it)."""
 
 
 def safe_repr(value, limit):
@@ -77,8 +68,7 @@ def safe_repr(value, limit):
 
 
 class Event:
-    """One raw settrace event of the traced scope. ``kind`` is call/line/return/exception, or skip (a
-    marker)."""
+    """One raw settrace event of the traced scope. ``kind`` is call/line/return/exception, or skip (a marker)."""
 
     __slots__ = ("kind", "line", "locals", "text", "value")
 
@@ -91,8 +81,7 @@ class Event:
 
 
 class Scope:
-    """Everything recorded for one invocation (one frame object; a generator frame keeps its scope across
-    resumes)."""
+    """Everything recorded for one invocation (one frame object; a generator frame keeps its scope across resumes)."""
 
     def __init__(self, recorder, frame, top_level, qualname):
         self.recorder = recorder
@@ -140,8 +129,7 @@ class Scope:
 
 
 class Recorder:
-    """Watches every new frame while one test's call phase runs; keeps the scopes that may become the
-    trace."""
+    """Watches every new frame while one test's call phase runs; keeps the scopes that may become the trace."""
 
     def __init__(
         self,
@@ -211,8 +199,7 @@ class Recorder:
         return known
 
     def is_top_level(self, frame):
-        """A project call is top level when the nearest project-or-test frame above it is test code (or
-        none)."""
+        """A project call is top level when the nearest project-or-test frame above it is test code (or none)."""
         caller = frame.f_back
         while caller is not None:
             if caller.f_code is trace_call.__code__:
@@ -335,8 +322,7 @@ def _qualname(frame):
 
 # -- shaping: loops, caps, diffs -----------------------------------------------------------------------------
 def _chain(events, start, header):
-    """Positions of the loop header ``header`` from ``start`` on, while the events stay inside the loop
-    body."""
+    """Positions of the loop header ``header`` from ``start`` on, while the events stay inside the loop body."""
     positions = [start]
     index = start + 1
     while index < len(events):
@@ -353,8 +339,7 @@ def _chain(events, start, header):
 
 
 def compress_loops(events, keep_first=KEEP_FIRST_ITERATIONS, keep_last=KEEP_LAST_ITERATIONS):
-    """Keep the first and last iterations of every long loop; a skip marker stands for the rest (nested loops
-    are
+    """Keep the first and last iterations of every long loop; a skip marker stands for the rest (nested loops are
     compressed inside the iterations that are kept)."""
     out = []
     index = 0
@@ -511,9 +496,8 @@ def _last_exception(events):
 
 # -- in-process helper (used by tests; no pytest involved) ---------------------------------------------------
 def trace_call(func, args=(), kwargs=None, root=None, max_frames=200, max_repr=200, max_events=2000000):
-    """Trace ``func(*args, **kwargs)`` in this process and return the trace document (exceptions are
-    swallowed:
-    they are part of the trace)."""
+    """Trace ``func(*args, **kwargs)`` in this process and return the trace document (exceptions are swallowed: they are
+    part of the trace)."""
     root = os.path.realpath(root or os.path.dirname(func.__code__.co_filename))
     recorder = Recorder(root, None, None, max_frames=max_frames, max_repr=max_repr, max_events=max_events)
     recorder.start()
