@@ -3,8 +3,9 @@
 Why a copy with its own repo: the user's tree is never touched until an explicit :func:`apply_patch`, and the
 agent's change is always ``git diff`` against a baseline commit made at copy time. The baseline is the user's
 *current* working tree (uncommitted changes included), so the final diff holds only what the agent did. The
-scratch repo is ours, so it is fine to use its index freely; snapshots are tree objects written through a
-separate index, which makes fanning out candidates cheap.
+scratch repo is ours, so it is fine to use its index freely; snapshots are tree objects written from that index,
+which makes fanning out candidates cheap. Its git directory lives beside the tree (:func:`git_dir_of`), and every
+git call on it goes through :func:`scratch_git`.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fake_server import ScriptedServer
 from tests.agent.test_batch_support import FIX_REPLY, make_repo, read_jsonl, worker_env, write_tasks
+from tests.support.fake_server import ScriptedServer
 
 SCRIPT_TEST = "from calc import add\n\nassert add(2, 3) == 5, 'add is wrong'\n"
 HANGING_SCRIPT = "import time\n\ntime.sleep(600)\n"

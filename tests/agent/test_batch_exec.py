@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.doors.batch.run import BatchOptions, run_batch
 from agent.config import Settings
+from agent.doors.batch.run import BatchOptions, run_batch
 from tests.agent.test_batch_support import STANDIN, make_repo, read_jsonl, worker_env, write_tasks
 
 

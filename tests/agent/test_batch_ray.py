@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from agent.doors.batch.run import BatchOptions, run_batch
 from agent.config import Settings
-from tests.support.fake_server import ScriptedServer
+from agent.doors.batch.run import BatchOptions, run_batch
 from tests.agent.test_batch_e2e import make_tasks
 from tests.agent.test_batch_support import FIX_REPLY, read_jsonl
+from tests.support.fake_server import ScriptedServer
 
 pytestmark = pytest.mark.ray
 

@@ -1,9 +1,10 @@
 """The pre-commit front door, driven by the real ``pre-commit`` package in real git repositories.
 
-The hook is a ``repo: local`` / ``language: system`` hook running this interpreter's ``-m agent.cli.main fix`` (no venv to
-build); the model is the scripted HTTP server. What is promised: a failing commit is blocked and repaired in the working
-tree, a passing one costs no model request, an unreachable endpoint blocks unless ``--fail-open``, and unstaged work
-is never touched. (``test_precommit_manifest.py`` installs the hook through the real ``.pre-commit-hooks.yaml``.)
+The hook is a ``repo: local`` / ``language: system`` hook running this interpreter's ``-m agent.cli.main fix`` (no
+venv to build); the model is the scripted HTTP server. What is promised: a failing commit is blocked and repaired in
+the working tree, a passing one costs no model request, an unreachable endpoint blocks unless ``--fail-open``, and
+unstaged work is never touched. (``test_precommit_manifest.py`` installs the hook through the real
+``.pre-commit-hooks.yaml``.)
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from typing import Any
 import pytest
 
 from agent.config import load_settings
-from tests.support.fake_server import ScriptedServer
 from agent.doors.precommit import repair_task, run_checks
 from tests.support.example import CWM_FIX, CWM_WRONG_FIX, REPLACE, ROOT, SEARCH, make_repo, tree_state
+from tests.support.fake_server import ScriptedServer
 
 STAGED = ('    """Arithmetic mean; raises ValueError on an empty list."""', '    """Arithmetic mean (staged edit)."""')
 UNSTAGED = ('"""Descriptive statistics for lists of numbers."""', '"""Descriptive statistics (unstaged note)."""')

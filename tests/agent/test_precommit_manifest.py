@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fake_server import ScriptedServer
 from tests.agent.test_precommit import FIX_LINE, STAGED, commits, edit, hook_env, sh
 from tests.support.example import CWM_FIX, ROOT, make_repo
+from tests.support.fake_server import ScriptedServer
 
 
 @pytest.mark.slow

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from sandboxes.docker.image import derived_key
 from sandboxes.base import Limits, SandboxError, SandboxSpec, sandbox_class
 from sandboxes.docker import DockerSandbox, docker_available, prune
+from sandboxes.docker.image import derived_key
 
 IMAGE = os.environ.get("MENDLOOP_TEST_IMAGE", "mendloop-base:bookworm")
 REPO = Path(__file__).resolve().parents[2]

@@ -5,7 +5,6 @@ Each test states what untrusted code must not be able to do, runs code that trie
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import threading

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from sandboxes.base import SandboxSpec
 from sandboxes.local import LocalSandbox
 from tests.tools import cwm_trace_grammar as grammar
-from tools.tracing import _tracer
 from tools.tracing import (
     Frame,
     Trace,
+    _tracer,
     estimate_tokens,
     render_cwm,
     render_prompt_context,

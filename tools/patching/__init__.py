@@ -13,12 +13,12 @@ import ast
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
+from tools.edits import CreateFile, DeleteFile, Edit, EditOutcome, SearchReplace, UnifiedDiff, WholeFile
 from tools.patching.diffparse import FilePatch, parse_diff
 from tools.patching.hunks import apply_hunks
 from tools.patching.ladder import Ambiguous, Match, locate, splice
 from tools.patching.report import around, closest_lines
 from tools.patching.textfile import TextFile, normalize_newlines, read_text, split_text, text_file_from, write_text
-from tools.edits import CreateFile, DeleteFile, Edit, EditOutcome, SearchReplace, UnifiedDiff, WholeFile
 
 __all__ = ["PathRefused", "apply_edit", "apply_edits", "check_syntax", "resolve_path"]
 

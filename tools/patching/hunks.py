@@ -1,7 +1,7 @@
 """Apply the hunks of one file: the per-hunk ladder, the split rung, and all-or-nothing per file.
 
 Why: hunk line numbers from a model are hints, not facts, and hunks arrive out of order. Each hunk is located
-by ``_ladder.locate`` near where its header says (shifted by what earlier hunks added or removed); a hunk that
+by ``ladder.locate`` near where its header says (shifted by what earlier hunks added or removed); a hunk that
 will not apply whole is split at its unchanged lines and each part is placed on its own. A line without prefix
 is tried both as context and as an addition whose ``+`` was forgotten.
 """

@@ -1,1 +1,1 @@
-"""agent/doors/batch."""
+"""``mendloop batch``: many repair tasks, a process each, with resumable output files (see :mod:`.run`)."""

@@ -1,9 +1,9 @@
 """Batch repair jobs: many tasks, one model endpoint, resumable output files.
 
-Why this shape: the input is checked whole before anything runs (``batch_tasks``); tasks run each in its own
-process through an executor (``batch_exec``), so a crash, a hang or a spent budget stays inside one task; only
-this process appends to preds.jsonl / results.jsonl (``batch_store``), one atomic line per finished task,
-which is what makes a killed batch resumable by simply running it again."""
+Why this shape: the input is checked whole before anything runs (:mod:`~agent.doors.batch.tasks`); tasks run each in
+its own process through an executor (:mod:`~agent.doors.batch.executors`), so a crash, a hang or a spent budget
+stays inside one task; only this process appends to preds.jsonl / results.jsonl (:mod:`~agent.doors.batch.store`),
+one atomic line per finished task, which is what makes a killed batch resumable by simply running it again."""
 
 from __future__ import annotations
 
@@ -27,11 +27,11 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from agent.config import Settings
 from agent.doors.batch.executors import RunPolicy, make_executor
 from agent.doors.batch.report import Totals, render_markdown, render_table, result_row, totals
 from agent.doors.batch.store import BatchStore
 from agent.doors.batch.tasks import BatchTask, read_tasks, run_dir_name, select_tasks
-from agent.config import Settings
 
 __all__ = ["BatchOptions", "BatchSummary", "run_batch"]
 

@@ -1,1 +1,1 @@
-"""agent/doors/issue."""
+"""``mendloop solve --issue``: GitHub issue in, patch, commit or pull request out (see :mod:`.flow`)."""

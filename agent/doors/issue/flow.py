@@ -1,5 +1,4 @@
-"""The ``solve --issue`` front door: issue -> checkout -> repair -> apply / branch + commit / push + pull
-request.
+"""The ``solve --issue`` front door: issue -> checkout -> repair -> apply / branch + commit / push + pull request.
 
 Why the order: everything that can fail on the user's input (the reference, the issue, the token, a dirty
 tree, a branch that exists) is checked *before* anything is cloned, run or written, so an error leaves no side

@@ -88,6 +88,8 @@ class IssueRef:
 
 @dataclass(frozen=True)
 class Comment:
+    """One comment on the issue: its author's login and its Markdown body, which the model reads after the issue's."""
+
     author: str
     body: str
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import httpx
 
+from agent.config import Settings
 from agent.doors.local.build import build_server, cached_server
 from agent.doors.local.files import DEFAULT_MODEL, MODELS, check_gguf, ensure_model, get_spec
-from agent.config import Settings
 from tools.errors import FatalError
 
 __all__ = [
