@@ -98,7 +98,8 @@ class Git:
         plain = self.run(*args, "-", input=data, check=False)
         if plain.returncode == 0:
             return
-        if merge and (self.tree / ".git").exists() and self._three_way(data, check_only):
+        at_top = self.git_dir is not None or (self.tree / ".git").exists()
+        if merge and at_top and self._three_way(data, check_only):
             return
         raise PatchError(f"the patch does not apply to {self.tree}: {_first_error(plain.stderr)}")
 
