@@ -39,6 +39,7 @@ class Settings(BaseModel):
     temperature: float = 0.6
     top_p: float = 0.95
     max_completion_tokens: int = 4096
+    context_tokens: int | None = None  # the endpoint's context window; None = ask the server (or learn from a refusal)
     request_timeout: float = 600.0
     max_retries: int = 4
     extra_body: dict[str, Any] = Field(default_factory=dict)
@@ -59,6 +60,9 @@ class Settings(BaseModel):
     reproduce_attempts: int = 2
     traces: bool = True
     candidates: int = 1
+    history: Literal["auto", "fresh", "conversation"] = "auto"  # how later rounds are asked (see nodes/common.py)
+    sample_temperature: float = 0.8  # the temperature of K > 1 samples
+    retry_temperatures: list[float] = Field(default_factory=lambda: [0.7, 1.0])  # re-asks after an unusable answer
     keep_tests: bool = False
     protect_tests: bool = True
     editable: list[str] = Field(default_factory=list)  # globs the model may edit; empty = anything but protected

@@ -14,6 +14,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from agent.context import RunContext
+from agent.nodes.common import history
 from agent.nodes.finish import finish
 from agent.nodes.prepare import prepare
 from agent.nodes.reproduce import reproduce
@@ -27,7 +28,7 @@ def fan_out(state: RepairState, runtime: Runtime[RunContext]) -> list[Send] | Li
     if state.get("stop_reason"):
         return "finish"
     k = runtime.context.settings.candidates
-    if k <= 1:
+    if k <= 1 or history(runtime.context) == "fresh":  # a fresh round samples its K answers in one request
         return "write"
     return [Send("write", {**state, "candidate": i}) for i in range(k)]
 

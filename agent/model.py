@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,13 +25,32 @@ from agent.budget import Budget, Usage
 from agent.config import Settings
 from tools.errors import FatalError
 
-__all__ = ["NODE_HEADER", "Completion", "EndpointError", "ModelClient", "ToolCall"]
+__all__ = ["NODE_HEADER", "Completion", "ContextOverflow", "EndpointError", "ModelClient", "ToolCall"]
 
 NODE_HEADER = "X-Mendloop-Node"
 
 
 class EndpointError(FatalError):
     """The model endpoint cannot be used (unreachable, refused the key, no such model, kept failing)."""
+
+
+class ContextOverflow(Exception):
+    """The endpoint refused a request as longer than its context window: the caller sends less, never gives up.
+
+    ``limit`` is the context size the server reported in its refusal (``None`` when it named none); the client
+    also remembers it, so the next request is built to fit.
+    """
+
+    def __init__(self, message: str, limit: int | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.limit = limit
+
+
+# How servers word a refusal for length: llama.cpp ("exceeds the available context size (4096 tokens)"), vLLM and
+# OpenAI ("maximum context length is 4096 tokens"), others ("context length", "context window", "too long").
+_OVERFLOW = re.compile(r"context (size|length|window)|maximum context|too many tokens|prompt is too long", re.I)
+_LIMIT = re.compile(r"(?:context size|context length is|context window(?: of)?|max_model_len)\D{0,12}(\d{3,7})", re.I)
 
 
 @dataclass(frozen=True)
@@ -152,6 +172,9 @@ class ModelClient:
         self._on_exchange = on_exchange
         self._key = settings.api_key.get_secret_value() if settings.api_key else ""
         self._lock = threading.Lock()
+        self._n_supported: bool | None = None  # does the endpoint answer ``n > 1`` with that many choices?
+        self._context: int | None = None
+        self._context_probed = False
         self._client = openai.OpenAI(
             base_url=settings.base_url,
             api_key=self._key or "not-needed",
@@ -168,22 +191,66 @@ class ModelClient:
         node: str,
         tools: list[dict[str, Any]] | None = None,
         temperature: float | None = None,
+        max_tokens: int | None = None,
     ) -> Completion:
-        """One answer for ``messages``. Raises ``BudgetExceeded`` before sending when a limit is spent."""
-        with self._lock:
-            self.budget.check(self.usage, self.started_at)
-        params = self._params(tools, temperature)
-        started = time.monotonic()
-        try:
-            completion, attempts = self._with_retries(messages, node, params)
-        except EndpointError as exc:
-            self._record(node, messages, params, started, error=exc.message)
-            raise
-        with self._lock:
-            cost = self.budget.cost_of(completion.prompt_tokens, completion.completion_tokens)
-            self.usage.add(node, completion.prompt_tokens, completion.completion_tokens, cost)
-        self._record(node, messages, params, started, completion=completion, attempts=attempts)
-        return completion
+        """One answer for ``messages``. Raises ``BudgetExceeded`` before sending when a limit is spent, and
+        ``ContextOverflow`` when the endpoint says the request does not fit its context."""
+        return self.sample(messages, node=node, n=1, tools=tools, temperature=temperature, max_tokens=max_tokens)[0]
+
+    def sample(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        node: str,
+        n: int,
+        tools: list[dict[str, Any]] | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> list[Completion]:
+        """``n`` independent answers to the same ``messages``.
+
+        Why one request with ``n`` first: a CPU server spends most of a request reading the prompt, and one request
+        reads it once for all ``n`` answers (llama-server, vLLM); separate requests on separate slots would read it
+        ``n`` times. A server that returns fewer choices is asked again, one request at a time, for the rest: the
+        repeated prompt then comes from its prefix cache, and a single-slot server just queues them.
+        """
+        out: list[Completion] = []
+        while len(out) < n:
+            with self._lock:
+                self.budget.check(self.usage, self.started_at)
+            params = self._params(tools, temperature, max_tokens)
+            if n - len(out) > 1 and self._n_supported is not False:
+                params["n"] = n - len(out)
+            started = time.monotonic()
+            try:
+                answers, attempts = self._with_retries(messages, node, params)
+            except (EndpointError, ContextOverflow) as exc:
+                self._record(node, messages, params, started, error=exc.message)
+                raise
+            if "n" in params:
+                self._n_supported = len(answers) > 1
+            answers = answers[: n - len(out)]
+            with self._lock:
+                prompt = answers[0].prompt_tokens
+                completion = sum(a.completion_tokens for a in answers)
+                self.usage.add(node, prompt, completion, self.budget.cost_of(prompt, completion))
+            for answer in answers:
+                self._record(node, messages, params, started, completion=answer, attempts=attempts)
+            out.extend(answers)
+        return out
+
+    def context_size(self) -> int | None:
+        """The endpoint's context window in tokens: the setting, else what the server reports, else what a refusal
+        said, else ``None`` (unknown: requests are sent as they are and a refusal teaches the size).
+
+        llama-server reports its per-slot ``n_ctx`` at ``/props``; vLLM reports ``max_model_len`` in ``/v1/models``.
+        """
+        if self.settings.context_tokens:
+            return self.settings.context_tokens
+        if self._context is None and not self._context_probed:
+            self._context_probed = True
+            self._context = _probe_context(self.settings.base_url or "", self.settings.model, self._key)
+        return self._context
 
     def list_models(self) -> list[str]:
         """The model ids the endpoint offers (``GET /models``)."""
@@ -193,12 +260,15 @@ class ModelClient:
         self._client.close()
 
     # --- the retry loop ------------------------------------------------------------------------------------
-    def _params(self, tools: list[dict[str, Any]] | None, temperature: float | None) -> dict[str, Any]:
+    def _params(
+        self, tools: list[dict[str, Any]] | None, temperature: float | None, max_tokens: int | None = None
+    ) -> dict[str, Any]:
         s = self.settings
         params: dict[str, Any] = {
             "temperature": s.temperature if temperature is None else temperature,
             "top_p": s.top_p,
-            "max_tokens": s.max_completion_tokens,  # the name llama.cpp, vLLM and Fastgen understand
+            # the name llama.cpp, vLLM and Fastgen understand
+            "max_tokens": min(s.max_completion_tokens, max_tokens or s.max_completion_tokens),
         }
         if tools:
             params["tools"] = tools
@@ -207,7 +277,7 @@ class ModelClient:
 
     def _with_retries(
         self, messages: list[dict[str, Any]], node: str, params: dict[str, Any]
-    ) -> tuple[Completion, int]:
+    ) -> tuple[list[Completion], int]:
         attempts = 0
         while True:
             attempts += 1
@@ -218,7 +288,7 @@ class ModelClient:
                     raise EndpointError(self._scrub(self._exhausted(failure, attempts))) from None
                 self._sleep(self._delay(attempts, failure.retry_after))
 
-    def _attempt(self, messages: list[dict[str, Any]], node: str, params: dict[str, Any]) -> Completion:
+    def _attempt(self, messages: list[dict[str, Any]], node: str, params: dict[str, Any]) -> list[Completion]:
         body = {k: v for k, v in params.items() if k not in ("temperature", "top_p", "tools", "tool_choice")}
         body.update(self.settings.extra_body)
         extra: dict[str, Any] = {k: params[k] for k in ("tools", "tool_choice") if k in params}
@@ -245,6 +315,14 @@ class ModelClient:
         detail = _one_line(_error_message(exc))
         if status == 429 or status >= 500:
             return _Retryable(f"HTTP {status}: {detail}", _retry_after(exc.response.headers))
+        if status in (400, 413) and _OVERFLOW.search(detail):
+            limit = _LIMIT.search(detail)
+            if limit:
+                self._context = int(limit.group(1))
+            return ContextOverflow(
+                self._scrub(f"the request does not fit the model's context: {detail}"),
+                int(limit.group(1)) if limit else None,
+            )
         if status in (401, 403):
             what = "rejected the API key" if status == 401 else "refused access"
             hint = "set MENDLOOP_API_KEY" if not self._key else "check MENDLOOP_API_KEY"
@@ -282,30 +360,37 @@ class ModelClient:
         time.sleep(seconds)
 
     # --- results and records -------------------------------------------------------------------------------
-    def _to_completion(self, response: Any, messages: list[dict[str, Any]]) -> Completion:
-        choice = response.choices[0] if response.choices else None
-        message = choice.message if choice is not None else None
-        content = (message.content if message is not None else None) or ""
-        calls = [
-            ToolCall(id=c.id or f"call_{i}", name=c.function.name, arguments=c.function.arguments or "")
-            for i, c in enumerate((message.tool_calls if message is not None else None) or [])
-            if getattr(c, "function", None) is not None
-        ]
-        reasoning = getattr(message, "reasoning_content", None) if message is not None else None
+    def _to_completion(self, response: Any, messages: list[dict[str, Any]]) -> list[Completion]:
+        """Every choice of a response; usage is the response's (all choices together), put on the first."""
+        choices = list(response.choices or []) or [None]
+        out: list[Completion] = []
+        for choice in choices:
+            message = choice.message if choice is not None else None
+            content = (message.content if message is not None else None) or ""
+            calls = [
+                ToolCall(id=c.id or f"call_{i}", name=c.function.name, arguments=c.function.arguments or "")
+                for i, c in enumerate((message.tool_calls if message is not None else None) or [])
+                if getattr(c, "function", None) is not None
+            ]
+            reasoning = getattr(message, "reasoning_content", None) if message is not None else None
+            out.append(
+                Completion(
+                    content=content,
+                    tool_calls=calls,
+                    finish_reason=choice.finish_reason if choice is not None else None,
+                    completion_tokens=_estimate_tokens(content + "".join(c.arguments for c in calls)),
+                    reasoning=reasoning if isinstance(reasoning, str) else "",
+                )
+            )
         usage = response.usage
-        if usage is not None:
-            prompt, completion = int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)
-        else:  # some servers omit usage; an estimate keeps token budgets meaningful
-            prompt = _estimate_tokens(json.dumps(messages))
-            completion = _estimate_tokens(content + "".join(c.arguments for c in calls))
-        return Completion(
-            content=content,
-            tool_calls=calls,
-            finish_reason=choice.finish_reason if choice is not None else None,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            reasoning=reasoning if isinstance(reasoning, str) else "",
-        )
+        prompt = int(usage.prompt_tokens or 0) if usage is not None else _estimate_tokens(json.dumps(messages))
+        if usage is not None and len(out) == 1:
+            out[0] = replace(out[0], completion_tokens=int(usage.completion_tokens or 0))
+        elif usage is not None and usage.completion_tokens:  # shared out by the length of each answer
+            total = int(usage.completion_tokens)
+            estimated = sum(c.completion_tokens for c in out) or 1
+            out = [replace(c, completion_tokens=round(total * c.completion_tokens / estimated)) for c in out]
+        return [replace(c, prompt_tokens=prompt) for c in out]
 
     def _record(
         self,
@@ -358,3 +443,30 @@ class ModelClient:
         if isinstance(value, list | tuple):
             return [self._scrub_obj(v) for v in value]
         return value
+
+
+def _probe_context(base_url: str, model: str, key: str) -> int | None:
+    """Ask the server for its context window (llama-server ``/props``, vLLM ``/v1/models``); ``None`` if it won't say.
+
+    Best effort and quick: a server that answers neither is used without a known size.
+    """
+    root = base_url.rstrip("/")
+    server = root.removesuffix("/v1")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        with httpx.Client(timeout=5.0, headers=headers) as http:
+            reply = http.get(f"{server}/props")
+            if reply.status_code == 200:
+                n_ctx = reply.json().get("default_generation_settings", {}).get("n_ctx")
+                if isinstance(n_ctx, int) and n_ctx > 0:
+                    return n_ctx
+            reply = http.get(f"{root}/models")
+            if reply.status_code == 200:
+                entries = [e for e in reply.json().get("data", []) if isinstance(e, dict)]
+                named = [e for e in entries if e.get("id") == model] or entries[:1]
+                size = named[0].get("max_model_len") if named else None
+                if isinstance(size, int) and size > 0:
+                    return size
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    return None

@@ -50,10 +50,11 @@ class RepairState(TypedDict, total=False):
     candidates: Annotated[list[dict[str, Any]], add_candidates]  # this round's write results
     candidate: int  # set only in the payload of a candidate write (Send)
     rounds: Annotated[list[dict[str, Any]], append]  # one summary per verified round, for the report
-    feedback: str  # what the next write is told (failing tests, traces, edit observations)
+    feedback: str  # what the next conversation turn is told (failing tests, traces, edit observations)
+    evidence: dict[str, Any]  # what a fresh round is shown about the current code: tests, trace, files, error
     last_report: dict[str, Any]
     workspace_patch: str  # the diff the workspace holds after the last finished node
-    best: dict[str, Any]  # best verified attempt so far: patch, passed, failed
+    best: dict[str, Any]  # the best code so far (the baseline until a round beats it): patch, passed, failed, evidence
 
     # accounting and outcome
     stop_reason: Annotated[str, first_reason]  # set when a budget or infrastructure limit ends the loop early

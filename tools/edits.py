@@ -48,7 +48,15 @@ class UnifiedDiff:
     text: str
 
 
-Edit = SearchReplace | CreateFile | WholeFile | DeleteFile | UnifiedDiff
+@dataclass(frozen=True)
+class FencedCode:
+    """Code in a fence with no path: whole definitions (def/class) placed by name, or the whole of the only source
+    file (see ``tools/patching/definitions.py``)."""
+
+    code: str
+
+
+Edit = SearchReplace | CreateFile | WholeFile | DeleteFile | UnifiedDiff | FencedCode
 
 
 @dataclass

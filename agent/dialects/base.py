@@ -101,10 +101,14 @@ class TextToolsDialect:
 
     name = ""
     intro = ""  # the system prompt's opening; the tool description follows under "# Environment"
+    brief = "You are an expert software engineer. You fix bugs in code with small, correct changes."
     tools_template = ""
     edit_hint = ""
 
     def system_prompt(self, environment: str) -> str:
+        """The intro and, when there are tools to describe, the environment; without tools the brief intro."""
+        if not environment:
+            return self.brief
         return f"{self.intro}\n\n# Environment\n\n{environment}"
 
     def tool_description(self) -> str:

@@ -34,6 +34,7 @@ class CwmDialect(TextToolsDialect):
 
     name = "cwm"
     intro = SYSTEM_PROMPT
+    brief = SYSTEM_PROMPT  # required on every request: CWM's output degrades badly without it
     tools_template = "tools_cwm"
     edit_hint = "Change the code with the edit tool (<tool: edit> block)."
 

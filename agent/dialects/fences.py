@@ -3,7 +3,8 @@
 Why a fallback parser shared by both dialects: whatever format was asked for, models (small local ones above
 all) often answer in markdown instead. Losing a correct fix because it came in a fence would waste a whole
 turn. The callers use this only when an answer has no tool blocks/calls at all, so an example fence next to a
-real tool call never becomes an edit; and a fence without a path (plain example code) is never an edit either.
+real tool call never becomes an edit. A Python fence without a path counts only when it holds a whole ``def`` or
+``class`` (the fixed function a small model returns); it is placed by name, never by guessing a file.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tools.edits import Edit, SearchReplace, UnifiedDiff, WholeFile
+from tools.edits import Edit, FencedCode, SearchReplace, UnifiedDiff, WholeFile
 
 __all__ = ["looks_like_path", "parse_fenced", "parse_search_replace"]
 
@@ -119,6 +120,14 @@ def _join(lines: list[str]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
+_PYTHON_LANGS = {"", "python", "py", "python3", "py3"}
+_DEFINES = re.compile(r"^\s*(?:async\s+def|def|class)\s+\w+", re.MULTILINE)
+
+
+def _is_python(info: str) -> bool:
+    return (info.split()[0].lower() if info.split() else "") in _PYTHON_LANGS
+
+
 def _is_diff(info: str, body: list[str]) -> bool:
     lang = info.split()[0].lower() if info.split() else ""
     if lang in _DIFF_LANGS:
@@ -159,6 +168,9 @@ def parse_fenced(text: str) -> tuple[list[Edit], list[str]]:
                 problems.append(f"the code block for {path} is not closed with ``` - the file was not written")
             else:
                 edits.append(WholeFile(path, _join(fence.body)))
+        elif _is_python(fence.info) and _DEFINES.search(_join(fence.body)):
+            # no path: whole definitions, placed by name in the file that defines them
+            edits.append(FencedCode(_join(fence.body)))
     if any(_SEARCH.match(ln) for ln in outside):
         found, trouble = parse_search_replace(outside, None)
         edits.extend(found)

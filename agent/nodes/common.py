@@ -21,10 +21,20 @@ from sandboxes.base import Sandbox
 from tools.testing import TestReport, merge_reports, run_tests
 
 
-def system_message(ctx: RunContext) -> dict[str, Any]:
-    """The dialect's system prompt with the tool description for that dialect."""
+def system_message(ctx: RunContext, *, tools: bool = True) -> dict[str, Any]:
+    """The dialect's system prompt, with the tool description (``tools``) or without (a fresh round asks for code)."""
     dialect = ctx.dialect
-    return {"role": "system", "content": dialect.system_prompt(dialect.tool_description())}
+    return {"role": "system", "content": dialect.system_prompt(dialect.tool_description() if tools else "")}
+
+
+def history(ctx: RunContext) -> str:
+    """ "fresh" (each round a new request) or "conversation" (one growing exchange, tools included).
+
+    ``auto``: CWM keeps the conversation it was trained on; other models get fresh rounds.
+    """
+    if ctx.settings.history != "auto":
+        return ctx.settings.history
+    return "conversation" if ctx.dialect.name == "cwm" else "fresh"
 
 
 @dataclass

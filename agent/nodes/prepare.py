@@ -46,4 +46,6 @@ def prepare(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         "protected": protected,
         "iteration": 0,
         "workspace_patch": "",
+        # the code to beat: a round's change is built upon only if it passes more tests than this
+        "best": {"patch": "", "passed": len(report.passed), "failed": len(report.failed), "iteration": 0},
     }

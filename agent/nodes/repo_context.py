@@ -85,3 +85,16 @@ def gather(root: Path, task_text: str, hints: str = "", budget_chars: int = 24_0
         parts.append(block)
         used += len(block)
     return "\n".join(parts).rstrip() + "\n"
+
+
+def relevant_sources(root: Path, task_text: str, hints: str = "", *, failing: list[str] | None = None) -> list[str]:
+    """Python files to show with the code, most relevant first: the project files a failure went through, then
+    source files ranked by what the task and the test output mention, then the failing tests' own files."""
+    files = [f for f in list_files(root) if f.endswith(".py")]
+    mentioned = f"{task_text}\n{hints}"
+    first = [f for f in failing or [] if f in files and not is_test_file(f)]
+    sources = sorted((f for f in files if not is_test_file(f) and f not in first), key=lambda f: _score(f, mentioned))
+    tests = [f for f in failing or [] if f in files and is_test_file(f)]
+    if not tests:
+        tests = [f for f in sorted(files, key=lambda f: _score(f, mentioned)) if is_test_file(f)][:1]
+    return [*first, *sources, *tests]

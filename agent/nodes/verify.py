@@ -1,5 +1,8 @@
 """verify: run the tests on each candidate, keep the winner, and tell the next round what still fails.
 
+The next round starts from the best code so far: a change that made things worse is not built upon (fresh rounds),
+and the evidence shown is about the code the model will see.
+
 Why traces here: for each failing test the model is shown not only the error but what the code actually did - a
 real execution trace of the innermost project function, in the format CWM was trained on (readable text for other
 models). That is the "world model" part of mendloop.
@@ -12,72 +15,48 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from agent.context import RunContext
-from agent.nodes.common import is_resolved, run_suite
+from agent.nodes.common import history, is_resolved, run_suite, test_cmd
+from agent.nodes.evidence import first_error, gather_evidence
 from agent.nodes.selection import Scored, pick
 from agent.prompts import render
 from agent.state import RepairState
 from tools.testing import TestReport
-from tools.tracing import trace_test
-
-MAX_TRACES = 2
-TRACE_TOKENS = 1500
 
 
-def _traces(ctx: RunContext, report: TestReport) -> str:
-    if not ctx.settings.traces:
-        return ""
-    blocks = []
-    for test_id in report.failed[:MAX_TRACES]:
-        trace = trace_test(ctx.sandbox, test_id, timeout=ctx.settings.command_timeout)
-        if trace is None:
-            continue
-        text = ctx.dialect.render_trace(trace, TRACE_TOKENS)
-        blocks.append(f"Execution trace of {trace.function} ({trace.file}) while running {test_id}:\n{text}")
-    return ("\n\n".join(blocks) + "\n\n") if blocks else ""
-
-
-def verify(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    ctx = runtime.context
-    cands = state.get("candidates", [])
-    several = len(cands) > 1
+def _run_candidates(ctx: RunContext, state: RepairState, cands: list[dict[str, Any]]) -> dict[int, TestReport]:
+    """Each candidate's test report; a round that produced no change keeps the last report (nothing new to run)."""
+    previous = TestReport.from_dict(state["last_report"]) if state.get("last_report") else None
+    in_place = len(cands) == 1 and history(ctx) == "conversation"  # the conversation edited the workspace itself
     reports: dict[int, TestReport] = {}
     for cand in cands:
-        if several:
-            ctx.workspace.reset()
-            if cand["patch"].strip():
-                ctx.workspace.apply(cand["patch"])
-        which = f" on candidate {cand['index']}" if several else ""
+        if cand.get("no_change") and previous is not None:
+            reports[cand["index"]] = previous
+            continue
+        if not in_place:
+            _checkout(ctx, cand["patch"])
+        which = f" on candidate {cand['index']}" if len(cands) > 1 else ""
         ctx.progress(f"running the tests{which}")
         reports[cand["index"]] = run_suite(ctx, state)
-    scored = [
-        Scored(c["index"], len(reports[c["index"]].passed), len(reports[c["index"]].failed), c["patch"], c["tokens"])
-        for c in cands
-    ]
-    winner_score = pick(scored)
-    winner = next(c for c in cands if c["index"] == winner_score.index)
-    report = reports[winner["index"]]
-    if several:
-        ctx.workspace.reset()
-        if winner["patch"].strip():
-            ctx.workspace.apply(winner["patch"])
-    iteration = state.get("iteration", 0) + 1
-    resolved = is_resolved(report, state, ctx)
-    ctx.progress(f"round {iteration}: {report.summary()}{' - resolved' if resolved else ''}")
-    best = state.get("best") or {}
-    if not best or len(report.passed) > best.get("passed", -1):
-        best = {
-            "patch": winner["patch"],
-            "passed": len(report.passed),
-            "failed": len(report.failed),
-            "iteration": iteration,
-        }
-    summary = {
+    return reports
+
+
+def _checkout(ctx: RunContext, patch: str) -> None:
+    ctx.workspace.reset()
+    if patch.strip():
+        ctx.workspace.apply(patch)
+
+
+def _summary(iteration: int, report: TestReport, winner: dict[str, Any], scored: list[Scored]) -> dict[str, Any]:
+    return {
         "iteration": iteration,
         "tests": report.summary(),
         "passed": len(report.passed),
         "failed": len(report.failed),
+        "error": first_error(report),
         "edited": winner["applied"],
         "observations": winner["observations"][-5:],
+        "traced": bool(winner.get("traced")),
+        "no_change": bool(winner.get("no_change")),
         "candidates": [
             {
                 "index": s.index,
@@ -90,24 +69,59 @@ def verify(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
             for s in scored
         ],
     }
+
+
+def verify(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    cands = state.get("candidates", [])
+    reports = _run_candidates(ctx, state, cands)
+    scored = [
+        Scored(c["index"], len(reports[c["index"]].passed), len(reports[c["index"]].failed), c["patch"], c["tokens"])
+        for c in cands
+    ]
+    winner_score = pick(scored)
+    winner = next(c for c in cands if c["index"] == winner_score.index)
+    report = reports[winner["index"]]
+    if len(cands) > 1 or history(ctx) == "fresh":
+        _checkout(ctx, winner["patch"])
+    iteration = state.get("iteration", 0) + 1
+    resolved = is_resolved(report, state, ctx)
+    ctx.progress(f"round {iteration}: {report.summary()}{' - resolved' if resolved else ''}")
     update: dict[str, Any] = {
         "iteration": iteration,
-        "rounds": [summary],
+        "rounds": [_summary(iteration, report, winner, scored)],
         "last_report": report.to_dict(),
         "messages": winner["messages"],
         "candidates": [{"reset": True}],
-        "workspace_patch": ctx.workspace.diff(),
-        "best": best,
     }
+    best = state.get("best") or {}
+    improved = not best or len(report.passed) > best.get("passed", -1)
+    if improved:
+        best = {"patch": winner["patch"], "passed": len(report.passed), "failed": len(report.failed)}
+        best["iteration"] = iteration
+    update["best"] = best
     if resolved:
         update["status"] = "resolved"
+        update["workspace_patch"] = ctx.workspace.diff()
         return update
-    if iteration < ctx.settings.max_iterations and not state.get("stop_reason"):
-        update["feedback"] = render(
-            "feedback",
-            iteration=iteration,
-            max_iterations=ctx.settings.max_iterations,
-            tests=report.feedback(6000),
-            traces=_traces(ctx, report),
+    more = iteration < ctx.settings.max_iterations and not state.get("stop_reason")
+    if history(ctx) == "fresh":
+        # the next round starts from the best code so far, with the evidence about that code
+        if not improved:
+            _checkout(ctx, best.get("patch", ""))
+        elif more:
+            update["evidence"] = gather_evidence(ctx, report, test_cmd(ctx, state))
+        update["workspace_patch"] = ctx.workspace.diff()
+        return update
+    update["workspace_patch"] = ctx.workspace.diff()
+    if more:
+        evidence = gather_evidence(ctx, report, test_cmd(ctx, state))
+        trace = f"{evidence['trace']}\n\n" if evidence["trace"] else ""
+        happened = (
+            f"No change was made in round {iteration}; the tests give the same result"
+            if winner.get("no_change") or not winner["applied"]
+            else f"Your change was applied and the tests were run again (round {iteration} of "
+            f"{ctx.settings.max_iterations})"
         )
+        update["feedback"] = render("feedback", happened=happened, tests=report.feedback(6000), traces=trace)
     return update

@@ -1,7 +1,11 @@
 """write: ask the model for the change, apply every edit through the tolerant ladder, gate on syntax.
 
-Why a few turns inside one round: a model often looks before it edits (``<tool: bash>``) or writes an edit that does
-not apply. Those are observations it gets back at once, within the same round, instead of costing a whole test run.
+Two ways to ask (``history``): a fresh request each round (``agent/nodes/fresh.py``: the code and the latest evidence
+in, the fixed code out), or one conversation with tools, below.
+
+Why a few turns inside one round of the conversation: a model often looks before it edits (``<tool: bash>``) or
+writes an edit that does not apply. Those are observations it gets back at once, within the same round, instead of
+costing a whole test run.
 With ``--candidates K`` this node runs K times in parallel (LangGraph ``Send``), each in its own copy of the
 workspace; ``verify`` then picks the winner.
 """
@@ -15,7 +19,9 @@ from langgraph.runtime import Runtime
 from agent.budget import BudgetExceeded
 from agent.context import RunContext
 from agent.dialects.base import BashCall, Submit
-from agent.nodes.common import add_user, ask, observe, protection, system_message
+from agent.nodes.common import add_user, ask, history, observe, protection, system_message, test_cmd
+from agent.nodes.evidence import gather_evidence
+from agent.nodes.fresh import write_fresh
 from agent.nodes.repo_context import gather
 from agent.prompts import render
 from agent.state import RepairState
@@ -52,9 +58,21 @@ def _candidate_workspace(ctx: RunContext, state: RepairState) -> tuple[Workspace
 
 
 def write(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """One round of writing: fresh (code in, fixed code out; K samples at once) or a turn of the conversation."""
     ctx = runtime.context
     if state.get("stop_reason"):
         return {}
+    if history(ctx) == "fresh":
+        if state.get("evidence"):
+            return write_fresh(ctx, state)
+        # round 1: the evidence is the last test run before any change (the baseline, with a reproduction test)
+        report = TestReport.from_dict(state["last_report"]) if state.get("last_report") else None
+        evidence = gather_evidence(ctx, report, test_cmd(ctx, state)) if report else {}
+        return {**write_fresh(ctx, {**state, "evidence": evidence}), "evidence": evidence}
+    return _write_conversation(ctx, state)
+
+
+def _write_conversation(ctx: RunContext, state: RepairState) -> dict[str, Any]:
     workspace, private = _candidate_workspace(ctx, state)
     root = workspace.root
     messages = list(state.get("messages") or [])

@@ -13,7 +13,8 @@ import ast
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
-from tools.edits import CreateFile, DeleteFile, Edit, EditOutcome, SearchReplace, UnifiedDiff, WholeFile
+from tools.edits import CreateFile, DeleteFile, Edit, EditOutcome, FencedCode, SearchReplace, UnifiedDiff, WholeFile
+from tools.patching.definitions import apply_fenced
 from tools.patching.diffparse import FilePatch, parse_diff
 from tools.patching.hunks import apply_hunks
 from tools.patching.ladder import Ambiguous, Match, locate, splice
@@ -300,9 +301,15 @@ def _diff(root: Path, edit: UnifiedDiff, protected: Protected | None) -> EditOut
 # --- public entry points ------------------------------------------------------------------------------------
 
 
-def apply_edit(root: Path, edit: Edit, *, protected: Protected | None = None) -> EditOutcome:
-    """Apply one edit under ``root``. Never raises for a bad edit: the outcome carries the observation."""
+def apply_edit(root: Path, edit: Edit, *, protected: Protected | None = None, hints: Sequence[str] = ()) -> EditOutcome:
+    """Apply one edit under ``root``. Never raises for a bad edit: the outcome carries the observation.
+
+    ``hints`` are the files the task and the failure point at, most relevant first: where a block of code with no
+    path could belong to several files, they tell which.
+    """
     try:
+        if isinstance(edit, FencedCode):
+            return apply_fenced(root, edit, protected=protected, hints=hints)
         if isinstance(edit, SearchReplace):
             return _search_replace(root, edit, protected)
         if isinstance(edit, CreateFile):

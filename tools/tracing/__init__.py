@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sandboxes.base import Sandbox
+from tools.testing import TestCase
 
 __all__ = [
     "END_OF_TEXT",
@@ -37,6 +38,7 @@ __all__ = [
     "render_cwm",
     "render_prompt_context",
     "render_readable",
+    "trace_failure",
     "trace_from_json",
     "trace_test",
 ]
@@ -129,6 +131,16 @@ def trace_test(
         return trace_from_json(json.loads(raw.decode("utf-8", "replace")))
     except (ValueError, TypeError, KeyError):
         return None
+
+
+def trace_failure(sandbox: Sandbox, case: TestCase, test_cmd: str, *, timeout: float | None = None) -> Trace | None:
+    """Trace the project function behind one failing test case, whatever ran it; ``None`` when it cannot be traced.
+
+    pytest cases are traced by their node id. (Cases of other test commands are traced where the tracer knows how.)
+    """
+    if "::" in case.id:
+        return trace_test(sandbox, case.id, timeout=timeout)
+    return None
 
 
 def trace_from_json(document: Mapping[str, Any]) -> Trace | None:
