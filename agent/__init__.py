@@ -1,0 +1,21 @@
+"""mendloop's repair loop and its front doors - the map a newcomer reads first.
+
+Arrows point one way: front doors -> the loop -> the three seams (model, sandbox, workspace).
+
+* ``cli/`` - the typer faces only: ``main`` registers the commands and is the one error edge; ``shared`` holds the one
+  option table every command is built from.
+* ``doors/`` - what each use does, no CLI framework inside: ``issue/`` (GitHub issues and pull requests),
+  ``precommit``, ``batch/`` (many tasks, resumable, local or Ray), ``local/`` (a model on this CPU, the demo),
+  ``doctor``, ``gitops`` (writes to users' repositories).
+* the loop: ``runner.solve`` builds the ``graph`` (prepare -> reproduce -> write -> verify -> finish) over the
+  checkpointable ``state`` and the live ``context``; ``config`` is the one settings object, ``budget`` the limits,
+  ``report`` the run's report.md.
+* ``nodes/`` - the graph's nodes and what they share (``common.ask``: one model turn; ``fresh``: a round rebuilt
+  from the code and the latest evidence; ``prompting``: requests that fit the context; ``selection``: the winner
+  among candidates).
+* ``model`` - the one seam to a model (retries, budgets, ``n`` samples, the context window); ``dialects/`` - how a
+  model family is prompted and read; ``prompts/`` - the prompt texts.
+
+What the agent does to code (patching, tests, traces, the scratch workspace) lives in ``tools/``; where code runs, in
+``sandboxes/``.
+"""
