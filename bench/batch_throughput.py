@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.doors.batch.run import BatchOptions, run_batch  # noqa: E402
 from agent.config import Settings  # noqa: E402
+from agent.doors.batch.run import BatchOptions, run_batch  # noqa: E402
 from tests.support.fake_server import ScriptedServer  # noqa: E402
 
 FIX = (

@@ -13,8 +13,8 @@ from pydantic import SecretStr
 
 from agent.budget import Budget, BudgetExceeded, Usage
 from agent.config import ConfigError, Settings
-from tests.support.fake_server import ScriptedServer
 from agent.model import NODE_HEADER, Completion, EndpointError, ModelClient
+from tests.support.fake_server import ScriptedServer
 from tools.errors import FatalError
 
 KEY = "sk-mendloop-test-4f9a8c7e2b"

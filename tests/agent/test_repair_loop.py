@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.config import Settings
-from tests.support.fake_server import ScriptedServer
 from agent.runner import solve
 from agent.task import Task
 from tests.support.example import CWM_FIX, CWM_REPRODUCE, CWM_WRONG_FIX, ISSUE, make_repo
+from tests.support.fake_server import ScriptedServer
 
 TASK = ISSUE.read_text()
 

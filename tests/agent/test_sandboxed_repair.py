@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fake_server import ScriptedServer
 from tests.support.cli import start_until
 from tests.support.example import CWM_FIX, CWM_REPRODUCE, CWM_WRONG_FIX, ISSUE, ROOT, assert_patch_repairs, make_repo
+from tests.support.fake_server import ScriptedServer
 
 IMAGE = os.environ.get("MENDLOOP_TEST_IMAGE", "mendloop-base:bookworm")
 BACKENDS = [
