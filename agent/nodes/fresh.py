@@ -11,6 +11,8 @@ the prompt once.
 
 from __future__ import annotations
 
+import ast
+import re
 from typing import Any
 
 from agent.budget import BudgetExceeded
@@ -18,7 +20,7 @@ from agent.context import RunContext
 from agent.model import Completion, ContextOverflow
 from agent.nodes.common import protection, system_message
 from agent.nodes.prompting import Section, estimate_tokens, fit_sections, prompt_budget
-from agent.nodes.repo_context import relevant_sources
+from agent.nodes.repo_context import is_test_file, relevant_sources
 from agent.nodes.selection import normalize_patch
 from agent.prompts import render, template
 from agent.state import RepairState
@@ -27,6 +29,7 @@ from tools.patching import apply_edit, check_syntax
 NODE = "write"
 MAX_SHRINKS = 3
 FILE_FLOOR = 1500  # characters of the most relevant file that always stay in the prompt
+TEST_FILE_CHARS = 1500  # a longer test file is shown as just the tests that failed
 
 
 def tried_patches(state: RepairState) -> set[str]:
@@ -59,6 +62,22 @@ def summarize_patch(patch: str, limit: int = 220) -> str:
     return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
+def _failing_tests_only(text: str, tests: str) -> str | None:
+    """A long test file cut to the test functions the failure names (``in test3``, ``::test_x``), or None."""
+    names = set(re.findall(r"(?:, in |::)(\w+)", tests))
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None
+    lines = text.splitlines()
+    picked = [
+        "\n".join(lines[min([n.lineno, *(d.lineno for d in n.decorator_list)]) - 1 : n.end_lineno])
+        for n in ast.walk(tree)
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name in names
+    ]
+    return "\n\n\n".join(picked) if picked else None
+
+
 def _code_sections(ctx: RunContext, state: RepairState, hints: str) -> list[Section]:
     root = ctx.workspace.root
     files = relevant_sources(root, ctx.task.text, hints, failing=_failing_files(state))
@@ -68,7 +87,12 @@ def _code_sections(ctx: RunContext, state: RepairState, hints: str) -> list[Sect
             text = (root / rel).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             continue
-        block = f"`{rel}`:\n```python\n{text.rstrip()}\n```\n"
+        label = f"`{rel}`"
+        if is_test_file(rel) and len(text) > TEST_FILE_CHARS:
+            only = _failing_tests_only(text, hints)
+            if only is not None:
+                text, label = only, f"`{rel}` (the failing tests)"
+        block = f"{label}:\n```python\n{text.rstrip()}\n```\n"
         floor = min(len(block), FILE_FLOOR) if rank == 0 else 0
         sections.append(Section(f"file:{rel}", block, priority=10 + rank, floor=floor))
     return sections
