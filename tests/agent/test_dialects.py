@@ -388,6 +388,14 @@ def test_openai_assistant_and_tool_messages() -> None:
     assert user == {"role": "user", "content": "<output>\ndone\n</output>"}
 
 
+@pytest.mark.parametrize("dialect", [OpenAIDialect(), CwmDialect()], ids=["openai", "cwm"])
+def test_tool_prompts_say_a_whole_function_in_a_python_block_is_accepted(dialect: Any) -> None:
+    prompt = " ".join(dialect.system_prompt(dialect.tool_description()).split())
+    assert "```python" in prompt and "`def` line" in prompt and "replaces the definition of the same name" in prompt
+    if dialect.name == "openai":  # the simplest form is named first, before the tools
+        assert prompt.index("```python") < prompt.index("- edit:")
+
+
 # --- markdown fences ---------------------------------------------------------------------------------------
 
 
