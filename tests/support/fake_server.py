@@ -108,7 +108,10 @@ class ScriptedServer:
         models: Sequence[str] = ("facebook/cwm",),
         latency: float = 0.0,
         log: Path | None = None,
+        n_ctx: int | None = 32768,
     ) -> None:
+        self.n_ctx = n_ctx  # what GET /props reports, as llama-server does; None: no /props (404)
+        self.probes: list[str] = []  # GET /props requests: server metadata, kept apart from the requests
         self._callable: Callable[[RecordedRequest], Reply] | None = None
         self._queues: dict[str, list[Reply]] = {}
         self._served: dict[str, int] = {}
@@ -294,6 +297,10 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.flush()
 
         def do_GET(self) -> None:
+            if self.path.rstrip("/") == "/props" and server.n_ctx is not None:
+                server.probes.append(self.path)
+                self._send_json(200, {}, {"default_generation_settings": {"n_ctx": server.n_ctx}, "total_slots": 1})
+                return
             request = self._request(None)
             server._record(request)
             if self.path.rstrip("/").endswith("/models"):
