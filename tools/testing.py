@@ -695,11 +695,11 @@ def _unittest_status(result: ExecResult, cases: list[TestCase]) -> Status:
         return "collection_error"
     if ran is None:
         return "crashed" if cases else "error"  # died during a test, or never started (a usage error)
+    if any(c.outcome in ("failed", "error") for c in cases):
+        return "failed"  # a setUpClass error fails with "Ran 0 tests"
     if ran.group(1) == "0" or "NO TESTS RAN" in result.output:
         return "no_tests"
-    if code == 0:
-        return "passed"
-    return "failed" if cases else "error"
+    return "passed" if code == 0 else "error"
 
 
 def _is_import_failure(case: TestCase) -> bool:
