@@ -20,7 +20,7 @@ from agent.context import RunContext
 from agent.model import Completion, ContextOverflow
 from agent.nodes.common import protection, system_message
 from agent.nodes.prompting import Section, estimate_tokens, fit_sections, prompt_budget
-from agent.nodes.repo_context import is_test_file, relevant_sources
+from agent.nodes.repo_context import defined_names, is_test_file, relevant_sources
 from agent.nodes.selection import normalize_patch
 from agent.prompts import render, template
 from agent.state import RepairState
@@ -30,6 +30,7 @@ NODE = "write"
 MAX_SHRINKS = 3
 FILE_FLOOR = 1500  # characters of the most relevant file that always stay in the prompt
 TEST_FILE_CHARS = 1500  # a longer test file is shown as just the tests that failed
+LARGE_FILE_CHARS = 6000  # a longer source file is shown as the definitions the task and the failure name
 
 
 def tried_patches(state: RepairState) -> set[str]:
@@ -78,6 +79,25 @@ def _failing_tests_only(text: str, tests: str) -> str | None:
     return "\n\n\n".join(picked) if picked else None
 
 
+def _named_definitions_only(text: str, words: set[str]) -> str | None:
+    """A long source file cut to the definitions the task and the failure name, in file order, or None."""
+    spans = sorted(span for name, span in defined_names(text).items() if name in words)
+    if not spans:
+        return None
+    lines = text.splitlines()
+    parts: list[str] = []
+    last = 0
+    for first, end in spans:
+        if first <= last:  # nested inside the previous one (a method of a named class)
+            continue
+        parts.append(f"# ... (lines {last + 1}-{first - 1} not shown)" if first > last + 1 else "")
+        parts.append("\n".join(lines[first - 1 : end]))
+        last = end
+    if last < len(lines):
+        parts.append(f"# ... (lines {last + 1}-{len(lines)} not shown)")
+    return "\n".join(p for p in parts if p)
+
+
 def _code_sections(ctx: RunContext, state: RepairState, hints: str) -> list[Section]:
     root = ctx.workspace.root
     files = relevant_sources(root, ctx.task.text, hints, failing=_failing_files(state))
@@ -88,6 +108,11 @@ def _code_sections(ctx: RunContext, state: RepairState, hints: str) -> list[Sect
         except (OSError, UnicodeDecodeError):
             continue
         label = f"`{rel}`"
+        words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]{2,}", f"{ctx.task.text}\n{hints}"))
+        if not is_test_file(rel) and len(text) > LARGE_FILE_CHARS:
+            named = _named_definitions_only(text, words)
+            if named is not None:
+                text, label = named, f"`{rel}` (the definitions the task and the failure name)"
         if is_test_file(rel) and len(text) > TEST_FILE_CHARS:
             only = _failing_tests_only(text, hints)
             if only is not None:
