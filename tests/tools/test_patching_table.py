@@ -94,6 +94,7 @@ class Shape:
     def unit():
         return 1
 """
+DECORATED_DOC = DECORATED.replace("def unit():\n", 'def unit():\n        """One."""\n')
 ASYNC = """import asyncio
 
 
@@ -122,6 +123,19 @@ def lcm(a, b):
 GCD_FIXED = GCD.replace("gcd(a % b, b)", "gcd(b, a % b)")
 MAIN = '\n\nif __name__ == "__main__":\n    print(gcd(12, 18))\n'
 GCD_TEST = "from gcd import gcd\n\n\ndef test_gcd():\n    assert gcd(12, 18) == 6\n"
+DOCUMENTED = '''"""Stats."""
+
+
+def mean(values):
+    """Arithmetic mean."""
+    return sum(values) / len(values)
+
+
+def median(values):
+    """The middle value."""
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+'''
 NESTED = """def outer(xs):
     def key(x):
         return x
@@ -669,6 +683,21 @@ CASES: list[Case] = [
         {"gcd.py": b(GCD_FIXED)},
     ),
     Case(
+        "fenced_whole_file_without_docstrings_touches_only_the_changed_function",
+        {"core.py": b(DOCUMENTED), "util.py": b("X = 1\n")},
+        FencedCode(
+            "def mean(values):\n    return sum(values)/len(values)\n\n\n"
+            "def median(values):\n    ordered = sorted(values)\n    return ordered[(len(ordered) - 1) // 2]\n"
+        ),
+        {"core.py": b(DOCUMENTED.replace("ordered[len(ordered) // 2]", "ordered[(len(ordered) - 1) // 2]"))},
+    ),
+    Case(
+        "fenced_method_given_without_its_docstring_and_decorator_keeps_both",
+        {"shapes.py": b(DECORATED_DOC), "util.py": b("X = 1\n")},
+        FencedCode("def unit():\n    return 2\n"),
+        {"shapes.py": b(DECORATED_DOC.replace("return 1\n", "return 2\n"))},
+    ),
+    Case(
         "fenced_function_with_example_calls_after_it",
         {"stats.py": b(STATS), "util.py": b("X = 1\n")},
         FencedCode(MEDIAN_FIXED + "\n\nresult = median([4, 1, 3, 2])\nprint(result)  # 2.5\n"),
@@ -752,6 +781,18 @@ CASES: list[Case] = [
         FencedCode(MEDIAN_FIXED),
         {"stats.py": b(STATS_FIXED), "tests/test_stats.py": b("def median(values):\n    return 0\n")},
         protected=protect_tests,
+    ),
+    Case(
+        "fenced_top_level_definition_beats_a_nested_helper_of_the_same_name",
+        {"sort.py": b("def key(x):\n    return x\n"), "n.py": b(NESTED)},
+        FencedCode("def key(x):\n    return -x\n"),
+        {"sort.py": b("def key(x):\n    return -x\n"), "n.py": b(NESTED)},
+    ),
+    Case(
+        "fenced_block_starting_with_a_bom",
+        {"stats.py": b(STATS), "util.py": b("X = 1\n")},
+        FencedCode("\ufeff" + MEDIAN_FIXED),
+        {"stats.py": b(STATS_FIXED)},
     ),
     Case(
         "fenced_two_files_define_it_and_the_hint_tells_which",
@@ -977,6 +1018,15 @@ REFUSALS: list[Refusal] = [
         {"stats.py": b(STATS.replace("return ordered[middle]", "return ordered[middle")), "util.py": b("X = 1\n")},
         FencedCode(MEDIAN_FIXED),
         ("median", "stats.py does not parse itself (line 11", "nothing was written"),
+    ),
+    Refusal(
+        "fenced_block_differs_only_in_docstring_and_layout",
+        {"core.py": b(DOCUMENTED), "util.py": b("X = 1\n")},
+        FencedCode(
+            'def median( values ):\n    """Another doc."""\n    ordered = sorted( values )\n'
+            "    return ordered[len(ordered)//2]\n"
+        ),
+        ("core.py already has", "docstrings and layout aside", "nothing changed"),
     ),
     Refusal(
         "fenced_block_without_a_def",

@@ -1,31 +1,36 @@
-"""Fenced code with no path: the answer small models give ("here is the fixed function"), placed by name.
+"""Fenced Python code holding whole definitions: the answer small models give ("here is the fixed function"),
+placed by name through the syntax tree.
 
-Why through the syntax tree: a model that returns the whole corrected ``def`` (or ``class``) has said exactly what it
-means, but not where. Its names say where, and the syntax tree says which lines each definition spans, so the change
-lands on exactly those lines and everything else in the file stays byte for byte (line endings, final newline, BOM).
+Why through the syntax tree: a model that returns the whole corrected ``def`` (or ``class``) has said exactly what
+it means, but not where. Its names say where, and the syntax tree says which lines each definition spans, so the
+change lands on exactly those lines and everything else stays byte for byte (line endings, final newline, BOM).
 
-Where: the block's def/class names are looked up in the repository's source files - never its tests, since a block
-with no path fixes code. One file defining them is the target. Several are told apart only by ``hints`` (the files
-the task and the failure point at, most relevant first); otherwise the block is refused, naming the files. A name
-only a test (or a protected file) defines is refused with the reason.
+Where: with no path, the block's def/class names are looked up in the repository's source files - never its tests,
+since such a block fixes code. One file defining them is the target. Several are told apart only by ``hints`` (the
+files the task and the failure point at, most relevant first), else the block is refused, naming the files. A name
+that only a test (or a protected file) defines is refused with the reason. With a path (the file named on the line
+before the fence), that file is the target; a path that is no existing source file is a plain whole-file write.
 
 What: a definition replaces the one of the same name - at the top level first, else a class member (a method given
-alone, at any indentation), else a nested one; several at the same depth are refused - re-indented to where it
-lives and to the file's indent unit (a tab file stays tabs). A def written without decorators keeps the file's. A
-class is merged member by member, so a class written with only the changed method keeps the others. A name the
-block defines twice counts once, the last (as Python reads it). Definitions the file lacks go next to their
-neighbour in the block; imports it lacks go after its imports; a top-level constant replaces the file's one of the
-same name. A block holding every top-level statement of its file is that file rewritten and replaces it (its module
-docstring kept if the block dropped it).
+alone, at any indentation), else a nested one; several at the same depth are refused - re-indented to where it lives
+and to the file's indent unit (a tab file stays tabs); multi-line strings other than docstrings are not re-indented.
+A definition that is the same code as the file's (docstrings, comments and layout aside) is left as it is, so a
+whole file given back touches only what changed. A def given without decorators, or without a docstring, keeps the
+file's. A class is merged member by member, so a class written with only the changed method keeps the others. A
+name the block defines twice counts once, the last (as Python reads it). Definitions the file lacks go next to their
+neighbour in the block; imports it lacks go after its imports; a top-level constant, and a ``__main__`` block the
+file has, replace the file's.
 
-Never written: example code around the definitions (``print(...)``, an ``if __name__ == "__main__":`` demo the file
-does not have); the message says it was left out. Nothing at all is written when the block does not parse, names
-nothing the repository defines, or cannot be placed surely: the observation says what was looked for and where.
+Never written: example code around the definitions - ``print(...)``, loops, values only the example uses, an
+``if __name__ == "__main__":`` demo the file does not have; the message says it was left out. Nothing at all is
+written when the block does not parse, names nothing the repository defines, or cannot be placed surely: the
+observation says what was looked for and where.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
 import re
 import textwrap
 from collections.abc import Callable, Sequence
@@ -43,6 +48,8 @@ _Def = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
 _Import = ast.Import | ast.ImportFrom
 _ACCESSORS = ("setter", "getter", "deleter")
 _SHOWN_FILES = 8
+_QUOTE = re.compile(r"[rRuU]?[\"']")  # a line that opens a string literal
+_MAIN = "if __name__"  # the key of a file's ``if __name__ == "__main__":`` block
 
 
 def is_test_file(rel: str) -> bool:
@@ -146,7 +153,7 @@ class _Code:
 
 def _parse_block(code: str) -> _Code | str:
     """The block dedented and parsed, or the observation saying where it does not parse."""
-    source = textwrap.dedent(normalize_newlines(code))
+    source = textwrap.dedent(normalize_newlines(code).removeprefix("\ufeff"))
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:
@@ -186,12 +193,19 @@ def _assigned(node: ast.stmt) -> str | None:
 
 
 def _key(node: ast.stmt) -> str | None:
-    """What a statement defines, as a key matching it to the file's: ``name``, ``name@setter``, ``=NAME``."""
+    """What a statement defines, as a key matching it to the file's: ``name``, ``name@setter``, ``=NAME``, and the
+    ``__main__`` block."""
     if isinstance(node, _Def):
         accessors = [d.attr for d in node.decorator_list if isinstance(d, ast.Attribute) and d.attr in _ACCESSORS]
         return node.name + "".join(f"@{a}" for a in accessors)
+    if _is_main_guard(node):
+        return _MAIN
     name = _assigned(node)
     return f"={name}" if name else None
+
+
+def _label(key: str) -> str:
+    return "the __main__ block" if key == _MAIN else key.lstrip("=")
 
 
 def _units(body: Sequence[ast.stmt]) -> list[tuple[str, ast.stmt]]:
@@ -224,22 +238,19 @@ def _import_keys(node: ast.stmt) -> list[tuple[str, ...]]:
     return []
 
 
-def _example_code(block: _Code, target: _Code, *, whole: bool = False) -> list[ast.stmt]:
+def _example_code(block: _Code, target: _Code) -> list[ast.stmt]:
     """The block's top-level statements that only show the code at work, never written: calls, loops, a
-    ``__main__`` demo, and values no definition of the block uses (``numbers = [4, 1, 3, 2]``) - unless the file
-    itself has them. When the block replaces the whole file, a ``__main__`` block the file has too is its own."""
+    ``__main__`` demo the file does not have, and values no definition of the block uses (``numbers = [4, 1, 3,
+    2]``) - unless the file itself has them."""
     have = {ast.dump(n) for n in target.tree.body}
-    file_names = {_assigned(n) for n in target.tree.body} - {None}
+    file_keys = {_key(n) for n in target.tree.body} - {None}
     used = {n.id for d in block.tree.body if isinstance(d, _Def) for n in ast.walk(d) if isinstance(n, ast.Name)}
-    file_guard = any(_is_main_guard(n) for n in target.tree.body)
     out = []
     for node in block.tree.body:
         if ast.dump(node) in have or _is_docstring(node, block.tree.body) or isinstance(node, _Def | _Import):
             continue
-        name = _assigned(node)
-        if (name is not None and (name in file_names or name in used)) or (
-            whole and file_guard and _is_main_guard(node)
-        ):
+        key = _key(node)
+        if key is not None and (key in file_keys or key.lstrip("=") in used):
             continue
         out.append(node)
     return out
@@ -354,15 +365,42 @@ def _convert(margin: str, unit: str | None, to: str | None) -> str:
 
 
 def _replace(plan: _Plan, found: ast.stmt, unit: ast.stmt, label: str) -> None:
-    """Replace the file's ``found`` by the block's ``unit``; a def with no decorators keeps the file's."""
+    """Replace the file's ``found`` by the block's ``unit`` - unless they are the same code, docstrings and layout
+    aside. A def given without decorators keeps the file's, and one given without a docstring keeps the file's."""
     keep_decorators = isinstance(unit, _Def) and not unit.decorator_list
+    if _shape(found, decorators=not keep_decorators) == _shape(unit, decorators=not keep_decorators):
+        return
     start = found.lineno if keep_decorators else _start(found)
-    lines = plan.code(
-        unit.lineno if keep_decorators else _start(unit), _end(unit), _indent(plan.target.lines[start - 1])
-    )
-    if lines != plan.target.lines[start - 1 : _end(found)]:
-        plan.splice(start - 1, _end(found), lines)
-        plan.replaced.append(label)
+    first = unit.lineno if keep_decorators else _start(unit)
+    lines = plan.code(first, _end(unit), _indent(plan.target.lines[start - 1]))
+    docstring = _own_line_docstring(found, plan.target.lines)
+    if docstring and isinstance(unit, _Def) and not _is_docstring(unit.body[0], unit.body):
+        at = _start(unit.body[0]) - first
+        if at > 0:
+            lines = [*lines[:at], *docstring, *lines[at:]]
+    plan.splice(start - 1, _end(found), lines)
+    plan.replaced.append(label)
+
+
+def _shape(node: ast.stmt, *, decorators: bool) -> str:
+    """A statement's code without its docstrings (and decorators, unless asked): what it does, not how it reads."""
+    bare = copy.deepcopy(node)
+    for inner in ast.walk(bare):
+        if isinstance(inner, _Def) and _is_docstring(inner.body[0], inner.body):
+            inner.body = inner.body[1:] or [ast.Pass()]
+    if isinstance(bare, _Def) and not decorators:
+        bare.decorator_list = []
+    return ast.dump(bare)
+
+
+def _own_line_docstring(node: ast.stmt, lines: Sequence[str]) -> list[str]:
+    """A definition's docstring lines when it stands on lines of its own (the usual layout), else nothing."""
+    if not isinstance(node, _Def) or not _is_docstring(node.body[0], node.body):
+        return []
+    doc = node.body[0]
+    if doc.lineno == node.lineno or not _QUOTE.match(lines[doc.lineno - 1].lstrip()):
+        return []
+    return list(lines[doc.lineno - 1 : _end(doc)])
 
 
 def _merge_class(plan: _Plan, found: ast.ClassDef, unit: ast.ClassDef, label: str) -> None:
@@ -399,7 +437,7 @@ def _merge_body(
     placed: list[tuple[ast.stmt, ast.stmt | None]] = []  # (block unit, the file statement it landed on)
     for key, unit in _units(block_body):
         same = [n for n in file_body if _key(n) == key]
-        label = prefix + key.lstrip("=")
+        label = prefix + _label(key)
         if len(same) > 1 and key.startswith("="):
             plan.skipped.append(f"{label} (assigned {len(same)} times in {plan.target.rel})")
             continue
@@ -442,7 +480,7 @@ def _place_new(
             plan.splice(_start(after) - 1, _start(after) - 1, [*lines, *gap])
         else:
             plan.splice(scope_end, scope_end, [*gap, *lines])
-        plan.added.append(prefix + (_key(unit) or "").lstrip("="))
+        plan.added.append(prefix + _label(_key(unit) or ""))
 
 
 def _plan_module(plan: _Plan) -> None:
@@ -459,10 +497,10 @@ def _plan_module(plan: _Plan) -> None:
         if not isinstance(unit, _Def):
             same = [n for n in target.tree.body if _key(n) == key]
             if len(same) > 1:
-                plan.skipped.append(f"{key.lstrip('=')} (assigned {len(same)} times in {target.rel})")
+                plan.skipped.append(f"{_label(key)} (assigned {len(same)} times in {target.rel})")
                 continue
             if same and ast.dump(same[0]) != ast.dump(unit):
-                _replace(plan, same[0], unit, key.lstrip("="))
+                _replace(plan, same[0], unit, _label(key))
             placed.append((unit, same[0] if same else None))
             continue
         found = _select(hits, unit)
@@ -558,62 +596,6 @@ def _overlap(a: _Splice, b: _Splice) -> bool:
     return a.start < b.end and b.start < a.end
 
 
-# --- the whole file -------------------------------------------------------------------------------------------
-
-
-def _is_whole_file(block: _Code, target: _Code) -> bool:
-    """Does the block hold every top-level statement of the file (definitions and constants by name, imports by
-    what they import, anything else as written)? Then it is the file rewritten."""
-    block_keys = {_key(n) for n in block.tree.body} - {None}
-    block_imports = {k for n in block.tree.body for k in _import_keys(n)}
-    block_dumps = {ast.dump(n) for n in block.tree.body}
-    has_guard = any(_is_main_guard(n) for n in block.tree.body)
-    body = target.tree.body
-    if not any(isinstance(n, _Def) for n in body):
-        return False
-    for node in body:
-        if _is_docstring(node, body):
-            continue
-        key = _key(node)
-        if key is not None:
-            ok = key in block_keys
-        elif isinstance(node, _Import):
-            ok = all(k in block_imports for k in _import_keys(node))
-        else:
-            ok = ast.dump(node) in block_dumps or (_is_main_guard(node) and has_guard)
-        if not ok:
-            return False
-    return True
-
-
-def _whole_file_lines(block: _Code, target: _Code) -> tuple[list[str], list[ast.stmt]]:
-    """The block as the new file: example code left out (with the comments just above it), the file's module
-    docstring kept when the block dropped it."""
-    left_out = _example_code(block, target, whole=True)
-    drop: set[int] = set()
-    for node in left_out:
-        first = _start(node)
-        while first > 1 and block.lines[first - 2].lstrip().startswith("#"):
-            first -= 1
-        drop.update(range(first, _end(node) + 1))
-    lines = [line for number, line in enumerate(block.lines, start=1) if number not in drop]
-    while lines and not lines[-1].strip():
-        lines.pop()
-    while lines and not lines[0].strip():
-        lines.pop(0)
-    body = target.tree.body
-    if body and _is_docstring(body[0], body) and not _is_docstring(block.tree.body[0], block.tree.body):
-        rest = target.lines[_end(body[0]) :]
-        gap = [""] * next((i for i, line in enumerate(rest) if line.strip()), len(rest))
-        lines = [*target.lines[: _end(body[0])], *gap, *lines]
-    collapsed: list[str] = []
-    for line in lines:
-        if not line.strip() and len(collapsed) >= 2 and not collapsed[-1].strip() and not collapsed[-2].strip():
-            continue
-        collapsed.append("" if not line.strip() else line)
-    return collapsed, left_out
-
-
 # --- the entry point ------------------------------------------------------------------------------------------
 
 
@@ -652,71 +634,92 @@ def apply_fenced(
             "The code block holds no def or class at its top level, so there is nothing to place by name; nothing "
             "was written. Give the whole function, from its def line to its last line.",
         )
+    found = _search(root, names, protected)
+    choice = _choose(root, found, names, hints)
+    if isinstance(choice, str):
+        return EditOutcome(False, choice)
+    return _place(root, block, choice)
+
+
+@dataclass
+class _Found:
+    """Where a block's names are defined: usable source files, and the files that may not or cannot be used."""
+
+    sources: list[str] = field(default_factory=list)  # every source file looked in
+    defining: dict[str, tuple[_Code, list[str]]] = field(default_factory=dict)  # file -> (parsed, names it has)
+    nested_only: set[str] = field(default_factory=set)  # files where the names are only nested helpers
+    blocked: dict[str, str] = field(default_factory=dict)  # tests and protected files -> why not
+    broken: list[str] = field(default_factory=list)  # files naming them that are not valid Python themselves
+
+
+def _search(root: Path, names: list[str], protected: Protected | None) -> _Found:
+    found = _Found()
     wanted = re.compile(
         rf"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]+(?:{'|'.join(map(re.escape, names))})\b", re.MULTILINE
     )
-    sources: list[str] = []
-    defining: dict[str, tuple[_Code, list[str]]] = {}
-    blocked: dict[str, str] = {}
-    broken: list[str] = []  # files that name the definitions but could not be read as Python
     for rel in python_files(root):
         test = is_test_file(rel)
-        sources += [] if test else [rel]
+        if not test:
+            found.sources.append(rel)
         try:
             if not wanted.search((root / rel).read_text(encoding="utf-8", errors="replace")):
-                continue
+                continue  # cheap: most files never mention the names
         except OSError:
             continue
         code = _load(root, rel)
         if isinstance(code, str):
-            broken.append(code)
+            found.broken.append(code)
             continue
-        here = [n for n in names if any(h.node.name == n for h in _definitions(code.tree))]
+        hits = [h for h in _definitions(code.tree) if h.node.name in names]
+        here = [n for n in names if any(h.node.name == n for h in hits)]
+        reason = protected(rel) if protected is not None and here else None
         if not here:
             continue
-        reason = protected(rel) if protected is not None else None
         if test or reason:
-            blocked[rel] = reason or (
+            found.blocked[rel] = reason or (
                 f"{rel} is a test file, and a code block with no path only changes source files (write the path on "
                 "the line before the block to change a test)"
             )
-        else:
-            defining[rel] = (code, here)
+            continue
+        found.defining[rel] = (code, here)
+        if all(h.tier == 2 for h in hits):
+            found.nested_only.add(rel)
+    return found
+
+
+def _choose(root: Path, found: _Found, names: list[str], hints: Sequence[str]) -> _Code | str:
+    """The one file the block belongs in, or the observation saying why there is none."""
     looked = ", ".join(names)
-    if not defining:
-        if blocked:
-            rel, reason = next(iter(blocked.items()))
-            return EditOutcome(
-                False, f"The code block defines {looked}, found only in {rel}: {reason}. Nothing was written."
+    if not found.defining:
+        if found.blocked:
+            rel, reason = next(iter(found.blocked.items()))
+            return f"The code block defines {looked}, found only in {rel}: {reason}. Nothing was written."
+        if found.broken:
+            return (
+                f"The code block defines {looked}, but {found.broken[0]}, so the block cannot be placed by name; "
+                "nothing was written. Write the file's path on the line before the block, and give the whole file."
             )
-        if broken:
-            return EditOutcome(
-                False,
-                f"The code block defines {looked}, but {broken[0]}, so the block cannot be placed by name; nothing "
-                "was written. Write the file's path on the line before the block, and give the whole file.",
-            )
-        where = f"in {_listing(sources)}" if sources else "(the repository has no Python source file)"
-        return EditOutcome(
-            False,
+        where = f"in {_listing(found.sources)}" if found.sources else "(the repository has no Python source file)"
+        return (
             f"The code block matches no definition: looked for {looked} {where}; nothing was written. Give the whole "
             "function as it is named in the code, from its def line to its last line, or write the file's path on "
-            "the line before the block.",
+            "the line before the block."
         )
-    complete = [rel for rel, (_, here) in defining.items() if len(here) == len(names)]
-    pool = complete or list(defining)
+    defining = found.defining
+    pool = [rel for rel, (_, here) in defining.items() if len(here) == len(names)] or list(defining)
+    if len(pool) > 1:  # a file defining the name for real beats one with only a nested helper of that name
+        pool = [rel for rel in pool if rel not in found.nested_only] or pool
     if len(pool) > 1:
         hinted = [h for h in (_normalize_hint(root, h) for h in hints) if h in pool]
         if not hinted:
             each = "; ".join(f"{rel}: {', '.join(defining[rel][1])}" for rel in pool[:_SHOWN_FILES])
-            return EditOutcome(
-                False,
+            return (
                 f"The code block defines {looked}, which several files define ({each}), and nothing in the task or "
                 "the failure tells which one is meant; nothing was written. Write the file's path on the line "
-                "before the block.",
+                "before the block."
             )
         pool = hinted[:1]
-    target = defining[pool[0]][0]
-    return _place(root, block, target)
+    return defining[pool[0]][0]
 
 
 def _at_path(root: Path, block: _Code, path: str, code_text: str, protected: Protected | None) -> EditOutcome:
@@ -737,26 +740,22 @@ def _at_path(root: Path, block: _Code, path: str, code_text: str, protected: Pro
 def _place(root: Path, block: _Code, target: _Code) -> EditOutcome:
     assert target.text is not None
     rel = target.rel
-    skipped: list[str] = []
-    if _is_whole_file(block, target):
-        lines, left_out = _whole_file_lines(block, target)
-        done = f"Rewrote {rel} with the code block (it holds the whole file)"
-    else:
-        plan = _Plan(block, target)
-        _plan_module(plan)
-        if plan.problems:
-            return EditOutcome(
-                False, f"The code block cannot be placed surely: {plan.problems[0]}; nothing was written."
-            )
-        lines = _apply(target.lines, plan.splices)
-        left_out, skipped = _example_code(block, target), plan.skipped
-        parts = [f"replaced {', '.join(plan.replaced)}"] if plan.replaced else []
-        parts += [f"added {', '.join(plan.added)}"] if plan.added else []
-        done = "; ".join(parts) or "changed nothing"
-        done = f"{done[0].upper()}{done[1:]} in {rel}"
+    plan = _Plan(block, target)
+    _plan_module(plan)
+    if plan.problems:
+        return EditOutcome(False, f"The code block cannot be placed surely: {plan.problems[0]}; nothing was written.")
+    lines = _apply(target.lines, plan.splices)
     if lines == target.lines:
-        return EditOutcome(False, f"The code block is what {rel} already has; nothing changed.")
+        return EditOutcome(
+            False,
+            f"The code block is the code {rel} already has (comments, docstrings and layout aside); nothing changed.",
+        )
+    left_out = _example_code(block, target)
+    parts = [f"replaced {', '.join(plan.replaced)}"] if plan.replaced else []
+    parts += [f"added {', '.join(plan.added)}"] if plan.added else []
     notes = [f"the example code (`{_first_line(left_out[0], block)}`)"] if left_out else []
-    notes += skipped
+    notes += plan.skipped
+    done = "; ".join(parts)
+    message = f"{done[0].upper()}{done[1:]} in {rel}" + (f"; left out {', '.join(notes)}" if notes else "") + "."
     write_text(root / rel, target.text.with_lines(lines))
-    return EditOutcome(True, done + (f"; left out {', '.join(notes)}" if notes else "") + ".", [rel])
+    return EditOutcome(True, message, [rel])
