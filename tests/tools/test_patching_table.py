@@ -136,6 +136,42 @@ def median(values):
     ordered = sorted(values)
     return ordered[len(ordered) // 2]
 '''
+HUMANEVAL = '''from typing import List
+
+
+def has_close_elements(numbers: List[float], threshold: float) -> bool:
+    """ Check if in given list of numbers, are any two numbers closer to each other than
+    given threshold.
+    >>> has_close_elements([1.0, 2.0, 3.0], 0.5)
+    False
+    """
+    for idx, elem in enumerate(numbers):
+        for idx2, elem2 in enumerate(numbers):
+            if idx != idx2:
+                distance = elem - elem2
+                if distance < threshold:
+                    return True
+
+    return False
+'''
+HUMANEVAL_ANSWER = """from typing import List
+
+def has_close_elements(numbers: List[float], threshold: float) -> bool:
+    for idx, elem in enumerate(numbers):
+        for idx2, elem2 in enumerate(numbers):
+            if idx != idx2:
+                distance = abs(elem - elem2)
+                if distance < threshold:
+                    return True
+
+    return False
+
+
+def check(has_close_elements):
+    assert has_close_elements([1.0, 2.0, 3.9, 4.0, 5.0, 2.2], 0.3) == True
+
+check(has_close_elements)
+"""
 NESTED = """def outer(xs):
     def key(x):
         return x
@@ -696,6 +732,18 @@ CASES: list[Case] = [
         {"shapes.py": b(DECORATED_DOC), "util.py": b("X = 1\n")},
         FencedCode("def unit():\n    return 2\n"),
         {"shapes.py": b(DECORATED_DOC.replace("return 1\n", "return 2\n"))},
+    ),
+    Case(
+        "fenced_humaneval_answer_without_docstring_and_with_its_check_function",
+        {"he.py": b(HUMANEVAL), "test_he.py": b("from he import has_close_elements\n")},
+        FencedCode(HUMANEVAL_ANSWER),
+        {"he.py": b(HUMANEVAL.replace("distance = elem - elem2", "distance = abs(elem - elem2)"))},
+    ),
+    Case(
+        "fenced_function_with_a_test_function_after_it",
+        {"stats.py": b(STATS), "util.py": b("X = 1\n")},
+        FencedCode(MEDIAN_FIXED + "\n\ndef test_median_even():\n    assert median([4, 1, 3, 2]) == 2.5\n"),
+        {"stats.py": b(STATS_FIXED)},
     ),
     Case(
         "fenced_function_with_example_calls_after_it",

@@ -239,21 +239,32 @@ def _import_keys(node: ast.stmt) -> list[tuple[str, ...]]:
 
 
 def _example_code(block: _Code, target: _Code) -> list[ast.stmt]:
-    """The block's top-level statements that only show the code at work, never written: calls, loops, a
-    ``__main__`` demo the file does not have, and values no definition of the block uses (``numbers = [4, 1, 3,
-    2]``) - unless the file itself has them."""
+    """The block's top-level code that only shows or tests the fix, never written: calls, loops, a ``__main__``
+    demo the file does not have, values only the example uses (``numbers = [4, 1, 3, 2]``), new test functions, and
+    new functions only the example calls (HumanEval's ``def check(candidate)`` then ``check(f)``) - unless the file
+    itself has them."""
+    body = block.tree.body
     have = {ast.dump(n) for n in target.tree.body}
     file_keys = {_key(n) for n in target.tree.body} - {None}
-    used = {n.id for d in block.tree.body if isinstance(d, _Def) for n in ast.walk(d) if isinstance(n, ast.Name)}
-    out = []
-    for node in block.tree.body:
-        if ast.dump(node) in have or _is_docstring(node, block.tree.body) or isinstance(node, _Def | _Import):
+    file_defs = {h.node.name for h in _definitions(target.tree)}
+    new_defs = [n for n in body if isinstance(n, _Def) and n.name not in file_defs]
+    tests = {id(n) for n in new_defs if n.name.startswith(("test_", "Test"))}
+    kept_defs = [n for n in body if isinstance(n, _Def) and id(n) not in tests]
+    used = {n.id for d in kept_defs for n in ast.walk(d) if isinstance(n, ast.Name)}
+    out: list[ast.stmt] = []
+    for node in body:
+        if ast.dump(node) in have or _is_docstring(node, body) or isinstance(node, _Def | _Import):
             continue
         key = _key(node)
         if key is not None and (key in file_keys or key.lstrip("=") in used):
             continue
         out.append(node)
-    return out
+    shown = {n.id for s in out for n in ast.walk(s) if isinstance(n, ast.Name)}
+    for node in new_defs:
+        others = {n.id for d in kept_defs if d is not node for n in ast.walk(d) if isinstance(n, ast.Name)}
+        if id(node) in tests or (node.name in shown and node.name not in others):
+            out.append(node)
+    return sorted(out, key=_start)
 
 
 # --- finding definitions ------------------------------------------------------------------------------------
