@@ -283,15 +283,31 @@ PYTHONISH = st.lists(
             "",
             "\tpass",
             "async def f():",
+            "class C: pass",
+            "class C(B): x = 1",
+            "def f(x): return x",
+            "    x: int = 0",
+            "    @property",
+            "    @f.setter",
         ]
     ),
     max_size=12,
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
-    PYTHONISH, st.sampled_from(["def f(x):\n    return 1\n", "class C:\n    def f(self):\n        pass\n", "F = 1\n"])
+    PYTHONISH,
+    st.sampled_from(
+        [
+            "def f(x):\n    return 1\n",
+            "class C:\n    def f(self):\n        pass\n",
+            "F = 1\n",
+            "class C: pass\n",
+            "class C:\n    @property\n    def f(self):\n        return 1\n",
+            "def f(x): return 2\n\n\nclass C(B):\n\tx = 1\n",
+        ]
+    ),
 )
 def test_arbitrary_fenced_code_gives_an_outcome_not_a_crash(lines: list[str], start: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:

@@ -415,7 +415,11 @@ def _own_line_docstring(node: ast.stmt, lines: Sequence[str]) -> list[str]:
 
 
 def _merge_class(plan: _Plan, found: ast.ClassDef, unit: ast.ClassDef, label: str) -> None:
-    """The block's class merged into the file's: its header if changed, members by name, new members added."""
+    """The block's class merged into the file's: its header if changed, members by name, new members added. A class
+    written on one line (``class A: pass``) has no lines of its own to merge into: it is replaced whole."""
+    if _start(found.body[0]) == found.lineno or _start(unit.body[0]) == unit.lineno:
+        _replace(plan, found, unit, label)
+        return
     decorated = bool(unit.decorator_list)
     if _header(unit, decorated) != _header(found, decorated):
         start = _start(found) if decorated else found.lineno
