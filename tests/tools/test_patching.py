@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tools.edits import CreateFile, DeleteFile, FencedCode, SearchReplace, UnifiedDiff, WholeFile
+from tools.edits import CreateFile, DeleteFile, Edit, FencedCode, SearchReplace, UnifiedDiff, WholeFile
 from tools.patching import PathRefused, apply_edit, apply_edits, check_syntax, resolve_path
 from tools.patching.diffparse import parse_diff
 
@@ -396,7 +396,7 @@ def test_edits_keep_the_file_mode_and_new_files_follow_the_umask(tmp_path: Path)
     script = tmp_path / "run.sh"
     script.write_text("echo a\n")
     script.chmod(0o755)
-    edits = [
+    edits: list[Edit] = [
         SearchReplace("run.sh", "echo a", "echo b"),
         WholeFile("run.sh", "echo c\n"),
         UnifiedDiff("--- a/run.sh\n+++ b/run.sh\n@@ -1 +1 @@\n-echo c\n+echo d\n"),
