@@ -118,6 +118,15 @@ def test_best_of_k_on_a_server_that_ignores_n_asks_again_for_the_rest(tmp_path: 
     assert [r.body.get("n") for r in requests] == [3, None, None]  # after one answer, one request per sample
 
 
+def test_more_samples_than_the_server_has_slots_are_queued_not_an_error(tmp_path: Path) -> None:
+    script = {"write": [block(WRONG), block(UNCHANGED), block(FIXED)]}
+    with ScriptedServer(script, max_n=2) as server:
+        result = run(tmp_path, server, candidates=3)
+        requests = chats(server)
+    assert result.status == "resolved", result.reason
+    assert [r.body.get("n") for r in requests] == [3, 2, None]  # refused, then as many as it takes, then the rest
+
+
 def test_a_request_is_fitted_to_the_context_the_server_reports(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
     (repo / "stats" / "big.py").write_text("".join(f'"""padding {i}"""\nX{i} = {i}\n' for i in range(2000)))

@@ -111,7 +111,9 @@ class ScriptedServer:
         n_ctx: int | None = 32768,
         refuse_above: int | None = None,
         n_choices: bool = True,
+        max_n: int | None = None,
     ) -> None:
+        self.max_n = max_n  # refuse a larger ``n`` with llama-server's HTTP 400 (it allows at most its slots)
         self.n_ctx = n_ctx  # what GET /props reports, as llama-server does; None: no /props (404)
         # a prompt longer than this (default: n_ctx) is refused with llama.cpp's HTTP 400 for an exceeded context
         self.refuse_above = refuse_above if refuse_above is not None else n_ctx
@@ -222,6 +224,10 @@ class ScriptedServer:
                 "try increasing it"
             )
             return 400, {}, _error_body(message, "exceed_context_size_error")
+        asked = int(body.get("n") or 1)
+        if self.max_n is not None and asked > self.max_n:
+            message = f"Field 'n': Value must be between 1 <= value <= {self.max_n}, but got {asked}"
+            return 400, {}, _error_body(message, "invalid_request_error")
         reply = self._next_reply(request)
         if reply is None:
             message = f"fake server: no scripted reply for node {request.node!r}"
