@@ -25,11 +25,13 @@ from agent.nodes.selection import normalize_patch
 from agent.prompts import render, template
 from agent.state import RepairState
 from tools.patching import apply_edit, check_syntax
+from tools.patching.definitions import python_files
 
 NODE = "write"
 MAX_SHRINKS = 3
 FILE_FLOOR = 1500  # characters of the most relevant file that always stay in the prompt
 TEST_FILE_CHARS = 1500  # a longer test file is shown as just the tests that failed
+_APPLIED = ("Applied", "Wrote", "Created", "Replaced", "Added")  # how the patcher's success messages start
 LARGE_FILE_CHARS = 6000  # a longer source file is shown as the definitions the task and the failure name
 
 
@@ -176,6 +178,19 @@ def _with_hint(messages: list[dict[str, Any]], hint: str) -> list[dict[str, Any]
     return [*messages[:-1], {**last, "content": f"{last['content'].rstrip()}\n\n{hint}"}]
 
 
+def _hints(ctx: RunContext, state: RepairState) -> list[str]:
+    """Where a block of code with no path most likely belongs: the source files the failure went through, then those
+    the task names by path or module. Only these: a ranking of every file would turn an ambiguity into a guess."""
+    failing = [f for f in _failing_files(state) if not is_test_file(f)]
+    text = ctx.task.text
+    named = [
+        f
+        for f in python_files(ctx.workspace.root)
+        if not is_test_file(f) and (f in text or f.removesuffix(".py").replace("/", ".") in text)
+    ]
+    return list(dict.fromkeys([*failing, *named]))
+
+
 def _try_answer(
     ctx: RunContext, state: RepairState, completion: Completion, seen: set[str]
 ) -> tuple[str, list[str], list[str], str]:
@@ -192,7 +207,7 @@ def _try_answer(
     changed: list[str] = []
     try:
         for edit in edits:
-            outcome = apply_edit(workspace.root, edit, protected=guard)
+            outcome = apply_edit(workspace.root, edit, protected=guard, hints=_hints(ctx, state))
             observations.append(outcome.message)
             changed.extend(outcome.changed)
         syntax = check_syntax(workspace.root, changed)
@@ -203,7 +218,7 @@ def _try_answer(
     if syntax:
         return "", changed, observations, "did not parse: " + syntax[0].splitlines()[0]
     if not patch.strip() or patch == state.get("workspace_patch", ""):
-        failed = [o for o in observations if o and not o.startswith(("Applied", "Wrote", "Created", "Replaced"))]
+        failed = [o for o in observations if o and not o.startswith(_APPLIED)]
         detail = f" ({failed[0].splitlines()[0]})" if failed else ""
         return "", changed, observations, f"did not change the code{detail}"
     if normalize_patch(patch) in seen:

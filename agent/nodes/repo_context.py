@@ -11,6 +11,8 @@ import ast
 import re
 from pathlib import Path
 
+from tools.patching.definitions import is_test_file as is_test_file  # the one rule, re-exported for the nodes
+
 _SKIP_DIRS = {
     ".git",
     ".mendloop",
@@ -40,18 +42,6 @@ def list_files(root: Path, limit: int = 400) -> list[str]:
             if len(out) >= limit:
                 break
     return out
-
-
-def is_test_file(rel: str) -> bool:
-    """pytest's default discovery rules, plus conftest and anything under a tests folder."""
-    name = rel.rsplit("/", 1)[-1]
-    parts = rel.split("/")
-    return (
-        (name.startswith("test_") and name.endswith(".py"))
-        or name.endswith("_test.py")
-        or name == "conftest.py"
-        or any(p in ("tests", "test", "testing") for p in parts[:-1])
-    )
 
 
 def _score(rel: str, mentioned: str) -> tuple[int, str]:
