@@ -137,6 +137,7 @@ def write_conversation(ctx: RunContext, state: RepairState) -> dict[str, Any]:
         "tokens": tokens,
         "applied": sorted(set(applied)),
         "observations": log[-20:],
+        "traced": "Execution trace of" in str(state.get("feedback") or ""),
     }
     update: dict[str, Any] = {"candidates": [candidate]}
     if stop_reason:

@@ -112,7 +112,9 @@ class ScriptedServer:
         refuse_above: int | None = None,
         n_choices: bool = True,
         max_n: int | None = None,
+        n_params: int | None = None,
     ) -> None:
+        self.n_params = n_params  # the model size /v1/models reports in ``meta``, as llama-server does
         self.max_n = max_n  # refuse a larger ``n`` with llama-server's HTTP 400 (it allows at most its slots)
         self.n_ctx = n_ctx  # what GET /props reports, as llama-server does; None: no /props (404)
         # a prompt longer than this (default: n_ctx) is refused with llama.cpp's HTTP 400 for an exceeded context
@@ -205,7 +207,12 @@ class ScriptedServer:
                 self._log.flush()
 
     def _answer_models(self) -> tuple[int, dict[str, str], dict[str, Any]]:
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "mendloop"} for m in self.models]
+        data: list[dict[str, Any]] = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "mendloop"} for m in self.models
+        ]
+        if self.n_params is not None:
+            for entry in data:
+                entry["meta"] = {"n_params": self.n_params, "n_ctx_train": self.n_ctx}
         return 200, {}, {"object": "list", "data": data}
 
     def _answer_chat(self, request: RecordedRequest) -> tuple[int, dict[str, str], dict[str, Any]]:

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from agent.config import Settings
+from agent.config import SMALL_MODEL_PROFILE, Settings
 from agent.doors.local.build import build_server, cached_server
 from agent.doors.local.files import DEFAULT_MODEL, MODELS, check_gguf, ensure_model, get_spec
 from tools.errors import FatalError
@@ -42,14 +42,8 @@ __all__ = [
 Progress = Callable[[str], None]
 DEFAULT_CTX = 4096  # tokens per slot: what one request may hold
 DEFAULT_PARALLEL = 4  # slots: K samples of one request (``n=K``) decode side by side after one prompt read
-# What a small model on a CPU needs from the loop: short answers, few rounds, the dialect measured to work best.
-LOCAL_SETTINGS: dict[str, Any] = {
-    "dialect": "openai",
-    "max_completion_tokens": 768,
-    "temperature": 0.2,
-    "max_iterations": 3,
-    "reproduce": False,
-}
+# What a small model on a CPU needs from the loop: the profile bench measured best (agent/config.py).
+LOCAL_SETTINGS: dict[str, Any] = SMALL_MODEL_PROFILE
 
 
 class LocalServerError(FatalError):
