@@ -138,7 +138,7 @@ class TestReport:
         When there are no per-test results (a crash, a timeout, a command that could not start) the tail of the
         output stands in for them. A failing command's case carries its output's tail, Python tracebacks trimmed.
         """
-        head = f"Test run: {self.summary()} - `{self.command}`"
+        head = f"Test run: {self.summary()} - `{shown_command(self.command)}`"
         bad = [c for c in self.cases if c.outcome in ("failed", "error")]
         if not bad:
             if self.status == "passed":
@@ -204,6 +204,14 @@ def run_tests(
             merged = merge_reports(merged, report)
         return merged
     return _run_command(sandbox, test_cmd, timeout)
+
+
+_OWN_OPTIONS = re.compile(r" --junitxml=\S+| -o junit_family=\S+| -o faulthandler_timeout=\S+| -p no:\S+")
+
+
+def shown_command(command: str) -> str:
+    """The command as the user wrote it: without the options mendloop adds to read pytest's results."""
+    return _OWN_OPTIONS.sub("", command)
 
 
 def merge_reports(first: TestReport, second: TestReport) -> TestReport:
@@ -372,6 +380,10 @@ def _run_pytest(
     directory), read back with ``sandbox.get`` and deleted."""
     xml_path = f"{JUNIT_DIR}/junit-{uuid.uuid4().hex}.xml"
     command = f"{test_cmd} --junitxml={xml_path} -o junit_family=xunit1 -p no:cacheprovider {FOREIGN_PLUGINS}"
+    if timeout:
+        # a test that hangs gets its stack dumped (pytest's faulthandler) well before the run is killed: the only
+        # way a timed-out run can still say which test hung, and where
+        command += f" -o faulthandler_timeout={max(2, int(timeout / 3))}"
     if extra_args:
         command += " " + " ".join(shlex.quote(a) for a in extra_args)
     if tests:

@@ -12,13 +12,15 @@ import re
 from typing import Any
 
 from agent.context import RunContext
-from tools.testing import TestReport
+from agent.nodes.repo_context import is_test_file
+from tools.testing import TestCase, TestReport
 from tools.tracing import trace_failure
 
 FEEDBACK_CHARS = 3000
 SANDBOX_ROOT = "/workspace"  # where the bwrap and Docker sandboxes mount the workspace
 MAX_TRACES = 2
 TRACE_TOKENS = 1200
+TRACE_SECONDS = 10.0  # at least this long for a trace
 _FILE_IN_TRACEBACK = re.compile(r"""(?:File "|^\s*)([\w./-]+\.py)(?:", line |:)\d+""", re.MULTILINE)
 
 
@@ -55,10 +57,36 @@ def relative_paths(ctx: RunContext, text: str) -> str:
     return text
 
 
+_DUMP_FRAME = re.compile(r"""File "([^"]+\.py)", line \d+ in (\w+)""")
+
+
+def hung_test(ctx: RunContext, report: TestReport) -> tuple[str, list[str]] | None:
+    """Where a timed-out run hung, from the stack pytest's faulthandler dumped: the test's pytest id and the project
+    frames (innermost first), or None."""
+    frames: list[str] = []
+    for path, name in _DUMP_FRAME.findall(report.output):
+        rel = relative_paths(ctx, path)
+        if rel.startswith("/") or not (ctx.workspace.root / rel).is_file():
+            continue  # the standard library, pytest, site-packages
+        frames.append(f"{name} ({rel})")
+        if name.startswith("test") and is_test_file(rel):
+            return f"{rel}::{name}", frames
+    return None
+
+
+def _hang_note(hung: tuple[str, list[str]]) -> str:
+    test, frames = hung
+    return f"The run was stopped: it hung in {test}, in " + " <- ".join(frames) + "."
+
+
 def gather_evidence(ctx: RunContext, report: TestReport, test_cmd: str) -> dict[str, Any]:
     """The evidence about ``report`` (a run of the workspace as it is now): tests, trace, files, first error."""
+    hung = hung_test(ctx, report) if report.status == "timeout" else None
+    tests = report.feedback(FEEDBACK_CHARS)
+    if hung:  # the dumped stack is mostly pytest's own frames: name where it hung instead
+        tests = tests.split("\nOutput (tail):", 1)[0] + "\n" + _hang_note(hung)
     evidence: dict[str, Any] = {
-        "tests": relative_paths(ctx, report.feedback(FEEDBACK_CHARS)),
+        "tests": relative_paths(ctx, tests),
         "trace": "",
         "files": failing_files(ctx, report),
         "error": relative_paths(ctx, first_error(report)),
@@ -66,8 +94,13 @@ def gather_evidence(ctx: RunContext, report: TestReport, test_cmd: str) -> dict[
     if not ctx.settings.traces or report.status == "passed":
         return evidence
     blocks = []
-    for case in [c for c in report.cases if c.outcome in ("failed", "error")][:MAX_TRACES]:
-        trace = trace_failure(ctx.sandbox, case, test_cmd, timeout=ctx.settings.command_timeout)
+    failing = [c for c in report.cases if c.outcome in ("failed", "error")]
+    if not failing and hung:
+        failing = [TestCase(hung[0], "failed", "timed out", kind="pytest")]
+    for case in failing[:MAX_TRACES]:
+        # the tracer stops an endless loop itself; it needs the time to start the test runner first
+        timeout = max(ctx.settings.command_timeout, TRACE_SECONDS)
+        trace = trace_failure(ctx.sandbox, case, test_cmd, timeout=timeout)
         if trace is None:
             continue
         text = ctx.dialect.render_trace(trace, TRACE_TOKENS)

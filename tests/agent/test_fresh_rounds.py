@@ -152,3 +152,22 @@ def test_a_refusal_for_length_is_answered_by_sending_less(tmp_path: Path) -> Non
     assert sizes[-1] < sizes[0]
     trajectory = (tmp_path / "run" / "trajectory.jsonl").read_text()
     assert "exceeds the available context size" in trajectory
+
+
+def test_a_test_that_hangs_is_named_and_traced_in_round_one(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "bits.py").write_text(
+        "def bitcount(n):\n    count = 0\n    while n:\n        n ^= n - 1\n        count += 1\n    return count\n"
+    )
+    (repo / "test_bits.py").write_text(
+        "from bits import bitcount\n\n\ndef test_127():\n    assert bitcount(127) == 7\n"
+    )
+    fixed = "def bitcount(n):\n    count = 0\n    while n:\n        n &= n - 1\n        count += 1\n    return count\n"
+    with ScriptedServer({"write": [block(fixed)]}) as server:
+        task = Task(repo=repo, text="bitcount(127) never returns; it must count the 1-bits.", title="bitcount")
+        result = solve(task, settings(server.url, traces=True, command_timeout=2), tmp_path / "run")
+        text = user_text(chats(server)[0])
+    assert result.status == "resolved", result.reason
+    assert "it hung in test_bits.py::test_127, in bitcount (bits.py)" in text  # from pytest's stack dump
+    assert "Execution trace of `bitcount`" in text and "endless loop" in text
