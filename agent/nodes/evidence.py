@@ -103,7 +103,9 @@ def gather_evidence(ctx: RunContext, report: TestReport, test_cmd: str) -> dict[
         trace = trace_failure(ctx.sandbox, case, test_cmd, timeout=timeout)
         if trace is None:
             continue
-        text = ctx.dialect.render_trace(trace, TRACE_TOKENS)
+        context = ctx.model.context_size()
+        # a trace may take a sixth of a small window: it is read, token by token, on every request of the round
+        text = ctx.dialect.render_trace(trace, min(TRACE_TOKENS, context // 6) if context else TRACE_TOKENS)
         blocks.append(f"Execution trace of `{trace.function}` ({trace.file}) while running {case.id}:\n{text}")
         break  # one trace is what a small context can hold; the first failure is the one to explain
     evidence["trace"] = "\n\n".join(blocks)
