@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Group, RenderableType
-from rich.syntax import Syntax
 from rich.text import Text
 
 __all__ = [
@@ -172,9 +171,17 @@ def markdown_observations(r: Round, limit: int = 4000) -> list[str]:
 # --- rich: the live view, ``mendloop show`` and ``mendloop fix`` ---------------------------------------------------
 
 
-def rich_diff(patch: str) -> RenderableType:
-    """A unified diff, coloured (the console drops the colour where it is not a terminal)."""
-    return Syntax(patch.rstrip("\n"), "diff", background_color="default", word_wrap=True)
+_DIFF_STYLES = (("+++", "bold"), ("---", "bold"), ("diff --git", "bold"), ("@@", "cyan"), ("+", "green"), ("-", "red"))
+
+
+def rich_diff(patch: str) -> Text:
+    """A unified diff, a colour per line (dropped where the output is not a terminal); never cut to the width."""
+    out = Text()
+    for line in patch.rstrip("\n").splitlines():
+        style = next((s for prefix, s in _DIFF_STYLES if line.startswith(prefix)), "")
+        out.append(line + "\n", style=style)
+    out.rstrip()
+    return out
 
 
 def rich_headline(r: Round) -> Text:

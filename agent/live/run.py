@@ -105,9 +105,7 @@ class LiveRun:
         self._live.start()
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self._live.stop()
 
     # --- what the run tells ----------------------------------------------------------------------------------------
@@ -224,7 +222,8 @@ class LiveRun:
             tokens += f"/{budget.max_total_tokens:,}"
         parts = [
             f"{time.time() - self._started:,.0f}s" + (f"/{budget.max_wall_time:g}s" if budget.max_wall_time else ""),
-            f"{usage.calls} call{'s' if usage.calls != 1 else ''}" + (f"/{budget.max_calls}" if budget.max_calls else ""),
+            f"{usage.calls} call{'s' if usage.calls != 1 else ''}"
+            + (f"/{budget.max_calls}" if budget.max_calls else ""),
             f"tokens {tokens} ({usage.prompt_tokens:,} prompt + {usage.completion_tokens:,} completion)"
             + (f" +{streaming:,} arriving" if streaming else ""),
         ]

@@ -196,7 +196,10 @@ def _charts(batches: Sequence[BatchData]) -> list[Chart]:
     if len(batches) > 1:
         rates = [100 * totals(b.rows).resolved / max(1, len(b.rows)) for b in batches]
         charts.append(resolved_rate([b.label for b in batches], rates))
-        for title, unit, key in (("Wall time per task", "seconds", "duration"), ("Tokens per task", "tokens", "tokens")):
+        for title, unit, key in (
+            ("Wall time per task", "seconds", "duration"),
+            ("Tokens per task", "tokens", "tokens"),
+        ):
             groups = [(b.label, [float(r.get(key) or 0) for r in b.rows]) for b in batches]
             charts.append(per_batch_box(f"{title}, per batch", unit, groups))
         return charts

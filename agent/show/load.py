@@ -107,8 +107,8 @@ def _text(value: Any, limit: int = MESSAGE_CHARS) -> str:
 
 
 def _exchange(line: int, record: Mapping[str, Any]) -> Exchange:
-    response = record.get("response") if isinstance(record.get("response"), Mapping) else {}
-    usage = record.get("usage") if isinstance(record.get("usage"), Mapping) else {}
+    response = _mapping(record.get("response"))
+    usage = _mapping(record.get("usage"))
     messages = []
     for message in record.get("messages") or []:
         if isinstance(message, Mapping):
@@ -119,7 +119,7 @@ def _exchange(line: int, record: Mapping[str, Any]) -> Exchange:
             messages.append({"role": str(message.get("role", "?")), "content": body})
     calls = [
         {"name": str(c.get("name", "")), "arguments": _text(c.get("arguments"))}
-        for c in (response or {}).get("tool_calls") or []
+        for c in response.get("tool_calls") or []
         if isinstance(c, Mapping)
     ]
     when = record.get("time")
@@ -129,12 +129,12 @@ def _exchange(line: int, record: Mapping[str, Any]) -> Exchange:
         time=float(when) if isinstance(when, int | float) else None,
         duration=float(record.get("duration") or 0.0),
         messages=messages,
-        content=_text((response or {}).get("content")),
-        reasoning=_text((response or {}).get("reasoning")),
+        content=_text(response.get("content")),
+        reasoning=_text(response.get("reasoning")),
         tool_calls=calls,
-        finish_reason=str((response or {}).get("finish_reason") or ""),
-        prompt_tokens=int((usage or {}).get("prompt_tokens") or 0),
-        completion_tokens=int((usage or {}).get("completion_tokens") or 0),
+        finish_reason=str(response.get("finish_reason") or ""),
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
         attempts=int(record.get("attempts") or 0),
         error=str(record.get("error") or ""),
     )
@@ -181,7 +181,9 @@ def usage_of(exchanges: list[Exchange], budget: Budget) -> Usage:
     usage = Usage()
     for e in exchanges:
         if not e.error:
-            usage.add(e.node, e.prompt_tokens, e.completion_tokens, budget.cost_of(e.prompt_tokens, e.completion_tokens))
+            usage.add(
+                e.node, e.prompt_tokens, e.completion_tokens, budget.cost_of(e.prompt_tokens, e.completion_tokens)
+            )
     return usage
 
 
@@ -296,6 +298,10 @@ def kind_of(path: Path) -> str:
     )
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
@@ -337,8 +343,8 @@ def _told(snap: Snapshot, before: Snapshot | None) -> tuple[str, str]:
     """What the next request was given after a round (feedback or fresh evidence), and its execution trace."""
     old = before.values if before is not None else {}
     feedback = str(snap.values.get("feedback") or "")
-    evidence = snap.values.get("evidence") if isinstance(snap.values.get("evidence"), Mapping) else {}
-    old_evidence = old.get("evidence") if isinstance(old.get("evidence"), Mapping) else {}
+    evidence = _mapping(snap.values.get("evidence"))
+    old_evidence = _mapping(old.get("evidence"))
     if feedback and feedback != old.get("feedback"):
         trace = feedback.split("Execution trace", 1)
         return feedback, ("Execution trace" + trace[1]) if len(trace) > 1 else ""
@@ -356,8 +362,8 @@ def load_run(path: Path, *, strict: bool = True) -> RunData:
     if strict and kind_of(path) != "run":
         raise NotARunError(f"{path} is a batch output directory, not a run: show it as a batch")
     meta = _read_json(path / "run.json")
-    task = meta.get("task") if isinstance(meta.get("task"), Mapping) else {}
-    settings = meta.get("settings") if isinstance(meta.get("settings"), Mapping) else {}
+    task = _mapping(meta.get("task"))
+    settings = _mapping(meta.get("settings"))
     notes: list[str] = []
     if not meta:
         notes.append("run.json is missing or unreadable: the task and settings are unknown")
