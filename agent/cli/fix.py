@@ -55,8 +55,9 @@ def fix(
         console.print(f"[bold]mendloop[/bold] repairing; run directory: {where}")
         with watching(bool(view["quiet"])) as (shown, observer):
             result = runner.solve(task, the_settings, where, progress=shown, observer=observer)
-        for r in load_rounds(where):
-            console.print(rich_round(r))
+        if observer is None:  # the live view showed each round as it ended
+            for r in load_rounds(where):
+                console.print(rich_round(r))
         return result
 
     try:
