@@ -100,7 +100,7 @@ def _page(template: str, *, script: str = "", **context: Any) -> str:
         .render(
             css=Markup(_template_text("page.css")),  # package data, not input: no escaping wanted inside <style>
             script=Markup(script),  # package data too; the CSP hash is over exactly this text
-            script_source=source,
+            script_source=Markup(source),  # a hash in base64 or 'none': ours, quotes kept readable
             generated=time.strftime("%Y-%m-%d %H:%M"),
             **context,
         )
