@@ -177,6 +177,7 @@ class ModelClient:
         self._key = settings.api_key.get_secret_value() if settings.api_key else ""
         self._lock = threading.Lock()
         self._n_supported: bool | None = None  # does the endpoint answer ``n > 1`` with that many choices?
+        self._n_limit: int | None = None  # the most choices it takes in one request, once it refused more
         self._context: int | None = None
         self._context_probed = False
         self._client = openai.OpenAI(
@@ -216,7 +217,9 @@ class ModelClient:
         Why one request with ``n`` first: a CPU server spends most of a request reading the prompt, and one request
         reads it once for all ``n`` answers (llama-server, vLLM); separate requests on separate slots would read it
         ``n`` times. A server that returns fewer choices is asked again, one request at a time, for the rest: the
-        repeated prompt then comes from its prefix cache, and a single-slot server just queues them.
+        repeated prompt then comes from its prefix cache, and a single-slot server just queues them. A server that
+        refuses an ``n`` above its slots (llama-server: "Value must be between 1 <= value <= 4") is asked for as
+        many as it takes, as often as needed: more samples than slots queue, never fail.
         """
         out: list[Completion] = []
         while len(out) < n:
@@ -224,11 +227,20 @@ class ModelClient:
                 self.budget.check(self.usage, self.started_at)
             params = self._params(tools, temperature, max_tokens)
             if n - len(out) > 1 and self._n_supported is not False:
-                params["n"] = n - len(out)
+                params["n"] = min(n - len(out), self._n_limit or n)
             started = time.monotonic()
             try:
                 answers, attempts = self._with_retries(messages, node, params)
-            except (EndpointError, ContextOverflow) as exc:
+            except EndpointError as exc:
+                limit = _n_refused(exc.message) if params.get("n", 1) > 1 else None
+                self._record(node, messages, params, started, error=exc.message)
+                if limit is None:
+                    raise
+                self._n_limit = limit
+                if limit <= 1:
+                    self._n_supported = False
+                continue
+            except ContextOverflow as exc:
                 self._record(node, messages, params, started, error=exc.message)
                 raise
             if "n" in params:
@@ -450,6 +462,17 @@ class ModelClient:
         if isinstance(value, list | tuple):
             return [self._scrub_obj(v) for v in value]
         return value
+
+
+_N_REFUSED = re.compile(r"""(?:['"`]n['"`]|\bn\b)[^.]*?(?:<=|at most|maximum|less than or equal to)\s*(\d+)""", re.I)
+
+
+def _n_refused(message: str) -> int | None:
+    """The most choices per request a refusal names ("Field 'n': Value must be between 1 <= value <= 4" -> 4)."""
+    match = _N_REFUSED.search(message)
+    if match:
+        return max(1, int(match.group(1)))
+    return 1 if re.search(r"""['"`]n['"`]""", message) else None
 
 
 def _probe_context(base_url: str, model: str, key: str) -> int | None:

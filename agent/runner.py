@@ -114,6 +114,7 @@ def _result(state: RepairState, run_dir: Path, usage: Usage, duration: float) ->
         tests_failed=len(report.failed) if report else 0,
         duration=duration,
         still_failing=report.failed if report else [],
+        traced_rounds=sum(1 for r in state.get("rounds", []) if r.get("traced")),
     )
 
 

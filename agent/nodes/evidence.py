@@ -16,6 +16,7 @@ from tools.testing import TestReport
 from tools.tracing import trace_failure
 
 FEEDBACK_CHARS = 3000
+SANDBOX_ROOT = "/workspace"  # where the bwrap and Docker sandboxes mount the workspace
 MAX_TRACES = 2
 TRACE_TOKENS = 1200
 _FILE_IN_TRACEBACK = re.compile(r"""(?:File "|^\s*)([\w./-]+\.py)(?:", line |:)\d+""", re.MULTILINE)
@@ -40,20 +41,27 @@ def failing_files(ctx: RunContext, report: TestReport) -> list[str]:
     texts = [f"{c.message}\n{c.traceback}" for c in report.cases if c.outcome in ("failed", "error")]
     for text in [*texts, report.output[-8000:]]:
         for match in _FILE_IN_TRACEBACK.finditer(text):
-            path = match.group(1)
-            rel = path.removeprefix(str(root) + "/").removeprefix("./")
+            rel = relative_paths(ctx, match.group(1)).removeprefix("./")
             if not rel.startswith("/") and (root / rel).is_file():
                 seen.setdefault(rel, None)
     return list(seen)
 
 
+def relative_paths(ctx: RunContext, text: str) -> str:
+    """Tracebacks name files by where the sandbox saw them (the host path, or /workspace inside a container):
+    shown relative to the repository, they are shorter, and they say nothing about the host."""
+    for prefix in (f"{ctx.workspace.root}/", f"{SANDBOX_ROOT}/"):
+        text = text.replace(prefix, "")
+    return text
+
+
 def gather_evidence(ctx: RunContext, report: TestReport, test_cmd: str) -> dict[str, Any]:
     """The evidence about ``report`` (a run of the workspace as it is now): tests, trace, files, first error."""
     evidence: dict[str, Any] = {
-        "tests": report.feedback(FEEDBACK_CHARS),
+        "tests": relative_paths(ctx, report.feedback(FEEDBACK_CHARS)),
         "trace": "",
         "files": failing_files(ctx, report),
-        "error": first_error(report),
+        "error": relative_paths(ctx, first_error(report)),
     }
     if not ctx.settings.traces or report.status == "passed":
         return evidence

@@ -31,6 +31,8 @@ FLAG_FIELDS = {
     "--model": "model",
     "--dialect": "dialect",
     "--temperature": "temperature",
+    "--context-tokens": "context_tokens",
+    "--history": "history",
     "--max-iterations": "max_iterations",
     "--max-calls": "max_model_calls",
     "--max-tokens": "max_total_tokens",

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sandboxes.base import SandboxSpec
 from sandboxes.local import LocalSandbox
 from tests.tools import cwm_trace_grammar as grammar
+from tools.testing import TestCase, run_tests
 from tools.tracing import (
     Frame,
     Trace,
@@ -22,8 +23,11 @@ from tools.tracing import (
     render_cwm,
     render_prompt_context,
     render_readable,
+    trace_failure,
     trace_from_json,
+    trace_script,
     trace_test,
+    trace_unittest,
 )
 
 PROG = """\
@@ -358,6 +362,141 @@ def test_collection_error_gives_none(sandbox: LocalSandbox) -> None:
     assert trace_test(sandbox, "tests/test_prog.py::test_missing", env=NO_PLUGINS) is None
 
 
+# -- the other test forms: a script, a module, a unittest test ----------------------------------------------------
+SCRIPTS = {
+    "prog.py": PROG,
+    # QuixBugs' form: module-level asserts after the program; the second one fails
+    "test_total_script.py": "from prog import total\n\nassert total([1]) == 0\nassert total([1, 2]) == 3\n",
+    # not named like a test: the traced script is test code all the same; it reads its arguments
+    "check_parse.py": (
+        "import sys\n\nfrom prog import parse\n\nassert __name__ == '__main__'\n\n\n"
+        "def check():\n    return parse(sys.argv[1])\n\n\ncheck()\n"
+    ),
+    "spin_script.py": "from prog import spin\n\nspin()\n",
+    "passing_script.py": "from prog import fact\n\nassert fact(1) == 1\n",
+    "checks/__init__.py": "",
+    "checks/run.py": "from prog import fact\n\nassert fact(4) == 24\n",
+    "tests/test_unit.py": """import unittest
+
+from prog import parse, total
+
+
+class TestProg(unittest.TestCase):
+    def test_total(self):
+        self.assertEqual(total([1, 2]), 3)
+
+    def test_parse(self):
+        self.assertEqual(parse("7"), 7)
+
+    def test_sub(self):
+        for n in (0, 2):
+            with self.subTest(n=n):
+                self.assertEqual(total([n]), n)
+
+    def test_own(self):
+        self.assertEqual(sum([1, 2]), 4)
+""",
+}
+
+
+@pytest.fixture(scope="module")
+def forms(tmp_path_factory: pytest.TempPathFactory) -> LocalSandbox:
+    root = tmp_path_factory.mktemp("forms")
+    for rel, text in SCRIPTS.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    box = LocalSandbox(root, SandboxSpec(kind="local"))
+    yield box
+    box.close()
+
+
+def grammatical(trace: Trace | None) -> Trace:
+    assert trace is not None
+    for text in (render_cwm(trace), render_cwm(trace, end_of_text=True), render_cwm(trace, budget_tokens=60)):
+        grammar.parse(text)
+    return trace
+
+
+TOTAL_ROWS = [
+    ("call", 1, {"xs": "[1, 2]"}, None),
+    ("line", 2, {"xs": ".."}, None),
+    ("line", 3, {"xs": "..", "s": "0"}, None),
+    ("line", 4, {"xs": "..", "s": "..", "x": "1"}, None),
+    ("line", 3, {"xs": "..", "s": "1", "x": ".."}, None),
+    ("line", 4, {"xs": "..", "s": "..", "x": "2"}, None),
+    ("line", 3, {"xs": "..", "s": "3", "x": ".."}, None),
+    ("line", 5, {"xs": "..", "s": "..", "x": ".."}, None),
+    ("return", 5, None, "2"),
+]
+
+
+def test_a_module_level_assert_traces_the_last_top_level_call_before_it(forms: LocalSandbox) -> None:
+    trace = grammatical(trace_script(forms, "test_total_script.py"))
+    assert (trace.function, trace.file) == ("total", "prog.py")
+    assert rows(trace) == TOTAL_ROWS  # total([1, 2]), not total([1]) which passed before it
+    assert "the last project call the test made before it failed" in trace.summary
+    assert "Test outcome: failed with AssertionError()" in trace.summary
+
+
+def test_a_script_traceback_is_traced_into_the_innermost_project_function(forms: LocalSandbox) -> None:
+    trace = grammatical(trace_script(forms, "check_parse.py", ["7"]))
+    assert trace.function == "parse"
+    assert rows(trace) == [
+        ("call", 22, {"text": "'7'"}, None),
+        ("line", 23, {"text": ".."}, None),
+        ("line", 24, {"text": "..", "parts": "['7']"}, None),
+        ("exception", 24, None, "IndexError('list index out of range')"),
+        ("return", 24, None, "None"),
+    ]
+    again = grammatical(trace_script(forms, "check_parse.py", ["1,5"]))  # sys.argv reached the script
+    assert again.frames[0].locals == {"text": "'1,5'"} and again.frames[-1].value == "5"
+    assert "Test outcome: passed" in again.summary
+
+
+def test_a_module_runs_as_main_and_an_endless_script_is_stopped(forms: LocalSandbox) -> None:
+    trace = grammatical(trace_script(forms, "checks.run", module=True))
+    assert trace.function == "fact" and rows(trace)[0] == ("call", 8, {"n": "4"}, None)
+    spin = grammatical(trace_script(forms, "spin_script.py", timeout=4))
+    assert spin.function == "spin" and "likely endless loop" in spin.summary
+
+
+def test_unittest_ids_are_traced(forms: LocalSandbox) -> None:
+    total = grammatical(trace_unittest(forms, "tests.test_unit.TestProg.test_total"))
+    assert rows(total) == TOTAL_ROWS and "AssertionError('2 != 3')" in total.summary
+    parse = grammatical(trace_unittest(forms, "tests.test_unit.TestProg.test_parse"))
+    assert parse.function == "parse" and parse.frames[-2].event == "exception"
+    sub = grammatical(trace_unittest(forms, "tests.test_unit.TestProg.test_sub"))
+    assert sub.function == "total" and sub.frames[0].locals == {"xs": "[2]"}  # the failing subtest's call
+    own = grammatical(trace_unittest(forms, "tests.test_unit.TestProg.test_own"))
+    assert own.function == "TestProg.test_own"  # no project code ran: the test method itself
+    # named from a start directory (`discover -s tests`): the tracer imports from there too
+    top = grammatical(trace_unittest(forms, "test_unit.TestProg.test_total", top="tests"))
+    assert rows(top) == TOTAL_ROWS
+    assert trace_unittest(forms, "tests.test_unit.TestProg.test_missing") is None
+    assert trace_unittest(forms, "tests.no_such_module.T.test_a") is None
+
+
+def test_trace_failure_follows_the_case_kind(forms: LocalSandbox) -> None:
+    script = run_tests(forms, "python test_total_script.py", timeout=60)
+    (case,) = script.cases
+    assert rows(grammatical(trace_failure(forms, case, "python test_total_script.py", timeout=60))) == TOTAL_ROWS
+    suite = "python -m unittest discover -s tests"
+    unit = run_tests(forms, suite, timeout=60)
+    failing = next(c for c in unit.cases if c.id == "test_unit.TestProg.test_total")
+    assert rows(grammatical(trace_failure(forms, failing, suite, timeout=60))) == TOTAL_ROWS
+    # a reproduction script merged into a suite's report is traced by its own command
+    repro = TestCase("python check_parse.py 7", "failed", kind="command")
+    assert grammatical(trace_failure(forms, repro, "make test", timeout=60)).function == "parse"
+    assert trace_failure(forms, TestCase("make test", "failed", kind="command"), "make test") is None
+    assert trace_failure(forms, TestCase("./run.sh", "failed", kind="command"), "./run.sh") is None
+    assert trace_failure(forms, TestCase("test_unit", "error", kind="unittest"), "python -m unittest") is None
+
+
+def test_a_tracer_that_never_starts_leaves_no_old_trace(forms: LocalSandbox) -> None:
+    assert trace_script(forms, "test_total_script.py") is not None
+    assert trace_script(forms, "test_total_script.py", python="no-such-python-xyz") is None
+
+
 def test_budget_drops_middle_frames_with_a_marker() -> None:
     frames = [Frame("call", 1, "def f(a):", {"a": "1"}, None)]
     frames += [Frame("line", 2, "    a += 1", {"a": str(i + 2)}, None) for i in range(60)]
@@ -409,8 +548,11 @@ def test_tracer_is_python38_syntax_and_stdlib_only() -> None:
         "json",
         "linecache",
         "os",
+        "runpy",
         "sys",
         "time",
+        "importlib",
+        "unittest",
         "pytest",
     }
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from sandboxes.base import Sandbox
-from tools.testing import TestCase
+from tools.testing import TestCase, python_of, script_target, unittest_top
 
 __all__ = [
     "END_OF_TEXT",
@@ -40,7 +41,9 @@ __all__ = [
     "render_readable",
     "trace_failure",
     "trace_from_json",
+    "trace_script",
     "trace_test",
+    "trace_unittest",
 ]
 
 FRAME_SEP = "<|frame_sep|>"
@@ -116,13 +119,86 @@ def trace_test(
     sandbox itself (``SandboxError``) still propagate. ``env`` goes to the command (e.g.
     ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1`` where heavy unrelated pytest plugins are installed).
     """
-    sandbox.put({TRACER_PATH: _TRACER.read_bytes(), ".mendloop/.gitignore": b"*\n"})
-    cmd = [python, TRACER_PATH, "--test", test_id, "--out", TRACE_OUT]
-    cmd += ["--max-frames", str(max_frames), "--max-repr", str(max_repr)]
+    return _run_tracer(sandbox, ["--test", test_id], max_frames, max_repr, timeout, python, env)
+
+
+def trace_unittest(
+    sandbox: Sandbox,
+    test_id: str,
+    *,
+    top: str = ".",
+    max_frames: int = 200,
+    max_repr: int = 200,
+    timeout: float | None = None,
+    python: str = "python",
+    env: Mapping[str, str] | None = None,
+) -> Trace | None:
+    """Trace the function behind the failing unittest ``test_id`` (``tests.test_x.TestK.test_y``); ``top`` is the
+    directory unittest named it from (``discover -t``/``-s``). None when nothing could be traced."""
+    mode = ["--unittest", test_id] + (["--path", top] if top not in ("", ".") else [])
+    return _run_tracer(sandbox, mode, max_frames, max_repr, timeout, python, env)
+
+
+def trace_script(
+    sandbox: Sandbox,
+    target: str,
+    args: Sequence[str] = (),
+    *,
+    module: bool = False,
+    max_frames: int = 200,
+    max_repr: int = 200,
+    timeout: float | None = None,
+    python: str = "python",
+    env: Mapping[str, str] | None = None,
+) -> Trace | None:
+    """Trace a Python script run as a test (``python test_gcd.py``; ``module``: ``python -m pkg.checks``): the
+    innermost project function a traceback reached, or the last top-level project call before the script failed
+    (a module-level ``assert``). None when nothing could be traced."""
+    mode = ["--module" if module else "--script", target, "--", *args]
+    return _run_tracer(sandbox, mode, max_frames, max_repr, timeout, python, env)
+
+
+def trace_failure(sandbox: Sandbox, case: TestCase, test_cmd: str, *, timeout: float | None = None) -> Trace | None:
+    """Trace the project function behind one failing test case, whatever ran it; ``None`` when it cannot be traced.
+
+    pytest cases by their node id, unittest cases by their id (from the command's top-level directory), and a
+    command's case by running its Python script or module under the tracer (the case's id is the command that ran:
+    the suite's own, or ``python test_mendloop_repro.py``). Commands that are not one Python run (``make test``, a
+    shell script) cannot be traced.
+    """
+    python = python_of(test_cmd)
+    if case.kind == "pytest":
+        return trace_test(sandbox, case.id, timeout=timeout, python=python) if "::" in case.id else None
+    if case.kind == "unittest":
+        if "." not in case.id:  # a module that failed to import: there is no test to run
+            return None
+        return trace_unittest(sandbox, case.id, top=unittest_top(test_cmd), timeout=timeout, python=python)
+    target = script_target(case.id)
+    if target is None:
+        return None
+    python, how, name, args = target
+    if how == "module" and name in ("pytest", "unittest"):
+        return None
+    return trace_script(sandbox, name, args, module=how == "module", timeout=timeout, python=python)
+
+
+def _run_tracer(
+    sandbox: Sandbox,
+    mode: Sequence[str],
+    max_frames: int,
+    max_repr: int,
+    timeout: float | None,
+    python: str,
+    env: Mapping[str, str] | None,
+) -> Trace | None:
+    # an empty trace file first: a tracer that never starts (no such interpreter) must not leave an old trace to read
+    sandbox.put({TRACER_PATH: _TRACER.read_bytes(), ".mendloop/.gitignore": b"*\n", TRACE_OUT: b""})
+    cmd = [python, TRACER_PATH, "--out", TRACE_OUT, "--max-frames", str(max_frames), "--max-repr", str(max_repr)]
     if timeout is not None:
         # the tracer stops an endless loop itself, early enough to still write what it saw
         cmd += ["--max-seconds", f"{max(1.0, timeout * 0.75):.1f}"]
-    sandbox.run(cmd, timeout=timeout, env=env)
+    # through the shell: an interpreter the sandbox lacks is exit 127 (no trace), not an error of the sandbox
+    sandbox.run(shlex.join([*cmd, *mode]), timeout=timeout, env=env)
     try:
         raw = sandbox.get(TRACE_OUT)
     except (OSError, KeyError):
@@ -131,16 +207,6 @@ def trace_test(
         return trace_from_json(json.loads(raw.decode("utf-8", "replace")))
     except (ValueError, TypeError, KeyError):
         return None
-
-
-def trace_failure(sandbox: Sandbox, case: TestCase, test_cmd: str, *, timeout: float | None = None) -> Trace | None:
-    """Trace the project function behind one failing test case, whatever ran it; ``None`` when it cannot be traced.
-
-    pytest cases are traced by their node id. (Cases of other test commands are traced where the tracer knows how.)
-    """
-    if "::" in case.id:
-        return trace_test(sandbox, case.id, timeout=timeout)
-    return None
 
 
 def trace_from_json(document: Mapping[str, Any]) -> Trace | None:

@@ -1,19 +1,28 @@
-"""Record a real execution trace of one failing pytest test, for CWM's trace format.
+"""Record a real execution trace of one failing test, for CWM's trace format.
 
 STANDALONE on purpose: this file is copied into the sandbox (``.mendloop/_tracer.py``) and run there by whatever
 Python the sandbox has (3.8+), so it imports only the standard library (and pytest, which the project under test
-brings). The host side (``tools/tracing/__init__.py``) reads the JSON it writes.
+brings, for pytest ids). The host side (``tools/tracing/__init__.py``) reads the JSON it writes. Four ways to run the
+failing test, one per test form:
 
-    python .mendloop/_tracer.py --test tests/test_x.py::test_y --out .mendloop/trace.json
+    python .mendloop/_tracer.py --out .mendloop/trace.json --test tests/test_x.py::test_y      # a pytest node id
+    python .mendloop/_tracer.py --out ... --unittest tests.test_x.TestK.test_y [--path DIR]   # a unittest id
+    python .mendloop/_tracer.py --out ... --script test_gcd.py -- ARGS...                     # `python test_gcd.py`
+    python .mendloop/_tracer.py --out ... --module mypkg.checks -- ARGS...                    # `python -m mypkg.checks`
+
+A script or module runs as Python would run it (``runpy``, ``__name__ == "__main__"``, ``sys.argv`` and
+``sys.path[0]`` set the same way); it is the "test", and its own file is test code.
 
 How the function to trace is chosen (the "entry function"):
   1. the failure is an exception whose traceback passes through project code: the DEEPEST project (non-test) frame
      of that traceback - the exact invocation, matched by frame identity;
-  2. otherwise (an ``assert`` in the test on a wrong value): the LAST project call made directly by the test
-     (its caller is test code) that completed before the failure - its return value is what the test judged;
-  3. otherwise (no project code ran at all): the test function itself.
+  2. otherwise (an ``assert`` in the test on a wrong value, a script's module-level ``assert``, a script that exits
+     non-zero): the LAST project call made directly by the test (its caller is test code) that completed before
+     the failure - its return value is what the test judged;
+  3. otherwise (no project code ran at all): the test function itself (pytest and unittest).
 Only files under the project root count as project code (not site-packages, a venv, the stdlib, pytest, or
-``.mendloop``); test files (``test_*.py``, ``*_test.py``, ``conftest.py``) are code under test only in case 3.
+``.mendloop``); test files (``test_*.py``, ``*_test.py``, ``conftest.py``, the traced script) are code under test
+only in case 3.
 
 What is recorded is the SCOPE of that one invocation, as CWM's traces are: its call, line, exception and return
 events. Nested calls (recursive ones included) show up only as the line that makes them. A generator shows each
@@ -37,6 +46,7 @@ import inspect
 import json
 import linecache
 import os
+import runpy
 import sys
 import time
 
@@ -195,7 +205,9 @@ class Recorder:
         known = self.harness.get(filename)
         if known is None:
             parts = filename.replace("\\", "/").split("/")
-            known = self.harness[filename] = "_pytest" in parts or "pluggy" in parts
+            unittest_file = getattr(sys.modules.get("unittest"), "__file__", None)  # imported by now if it runs
+            in_unittest = bool(unittest_file) and filename.startswith(os.path.dirname(unittest_file) + os.sep)
+            known = self.harness[filename] = "_pytest" in parts or "pluggy" in parts or in_unittest
         return known
 
     def is_top_level(self, frame):
@@ -205,7 +217,7 @@ class Recorder:
             if caller.f_code is trace_call.__code__:
                 return True
             if self.is_harness(caller.f_code.co_filename):
-                return False  # pytest itself calling in (e.g. __repr__ for an assertion message)
+                return False  # the test runner calling in (e.g. __repr__ for an assertion message)
             kind = self.kind(caller.f_code.co_filename)
             if kind == 2:
                 return True
@@ -438,7 +450,7 @@ def build_trace(scope, reason, root, max_frames, outcome=None):
     shown = diff_locals(events)
     frames = []
     seen_call = False
-    for event, local_vars in zip(events, shown, strict=False):
+    for event, local_vars in zip(events, shown):  # noqa: B905 (3.8+)
         line = event.line
         if event.kind == "skip":
             indent = linecache.getline(filename, line)
@@ -551,20 +563,8 @@ def _split_test_id(test_id):
     return path, name
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Trace the function behind one failing pytest test.")
-    parser.add_argument("--test", required=True, help="pytest node id, e.g. tests/test_x.py::test_y")
-    parser.add_argument("--out", required=True, help="where to write the JSON trace")
-    parser.add_argument("--root", default=".", help="project root (default: the current directory)")
-    parser.add_argument("--max-frames", type=int, default=200)
-    parser.add_argument("--max-repr", type=int, default=200)
-    parser.add_argument("--max-events", type=int, default=2000000)
-    parser.add_argument("--max-seconds", type=float, default=30.0, help="stop tracing this long after start")
-    options = parser.parse_args(argv)
-    out = os.path.abspath(options.out)
-    if os.path.exists(out):
-        os.remove(out)  # never let the host read a stale trace
-    root = os.path.realpath(options.root)
+def _trace_pytest(options, root):
+    """pytest runs the test; the plugin traces its call phase. Returns the document to write."""
     sys.path.insert(0, root)
     import pytest
 
@@ -578,17 +578,161 @@ def main(argv=None):
     failing = [doc for failed, doc in plugin.results if failed and doc.get("function")]
     traced = [doc for _, doc in plugin.results if doc.get("function")]
     if failing:
-        document = failing[0]
-    elif traced:
-        document = traced[-1]
-    elif plugin.results:
-        document = plugin.results[0][1]
+        return failing[0]
+    if traced:
+        return traced[-1]
+    if plugin.results:
+        return plugin.results[0][1]
+    return _nothing(f"no test ran (pytest exit code {int(code)})")
+
+
+def _nothing(why):
+    return {"function": None, "summary": why, "frames": []}
+
+
+def _recorder(options, root, test_file, test_name):
+    return Recorder(
+        root, test_file, test_name, options.max_frames, options.max_repr, options.max_events, options.max_seconds
+    )
+
+
+def _document(recorder, excinfo, root, options):
+    scope, reason = recorder.select(excinfo)
+    if scope is None:
+        return _nothing(reason)
+    verdict = f"failed with {safe_repr(excinfo[1], 120)}" if excinfo is not None else "passed"
+    return build_trace(scope, reason, root, options.max_frames, verdict)
+
+
+def _flatten(suite):
+    import unittest
+
+    if isinstance(suite, unittest.TestSuite):
+        for item in suite:
+            yield from _flatten(item)
     else:
-        document = {
-            "function": None,
-            "summary": f"no test ran (pytest exit code {int(code)})",
-            "frames": [],
-        }
+        yield suite
+
+
+def _trace_unittest(options, root):
+    """unittest's loader finds the test by its id (``mod.Class.test_x``); it runs under the recorder, and the first
+    error or failure it reports (a subtest's included) is the failure to explain."""
+    import unittest
+
+    sys.path[0] = os.getcwd()  # as `python -m unittest` has it
+    for entry in reversed(options.path):
+        sys.path.insert(0, os.path.abspath(entry))
+    try:
+        suite = unittest.defaultTestLoader.loadTestsFromName(options.unittest)
+    except Exception as exc:
+        return _nothing(f"unittest could not load {options.unittest}: {safe_repr(exc, 200)}")
+    tests = list(_flatten(suite))
+    failed_import = [t for t in tests if type(t).__name__ in ("_FailedTest", "ModuleImportFailure")]
+    if not tests or failed_import:
+        return _nothing(f"unittest could not load {options.unittest}")
+    module = sys.modules.get(type(tests[0]).__module__)
+    test_file = getattr(module, "__file__", None)
+    test_name = options.unittest.rsplit(".", 1)[-1]
+
+    class Result(unittest.TestResult):
+        excinfo = None
+
+        def addError(self, test, err):
+            super().addError(test, err)
+            self.excinfo = self.excinfo or err
+
+        def addFailure(self, test, err):
+            super().addFailure(test, err)
+            self.excinfo = self.excinfo or err
+
+        def addSubTest(self, test, subtest, err):
+            super().addSubTest(test, subtest, err)
+            if err is not None:
+                self.excinfo = self.excinfo or err
+
+    result = Result()
+    recorder = _recorder(options, root, test_file, test_name)
+    recorder.start()
+    try:
+        suite.run(result)
+    finally:
+        recorder.stop()
+    return _document(recorder, result.excinfo, root, options)
+
+
+def _trace_script(options, root, args):
+    """Run a script (``--script``) or a module (``--module``) as ``__main__``, the way ``python`` would."""
+    if options.script:
+        path = os.path.abspath(options.script)
+        sys.argv = [options.script, *args]
+        sys.path[0] = os.path.dirname(path)
+        test_file = path
+    else:
+        sys.argv = [options.module, *args]
+        sys.path[0] = os.getcwd()
+        test_file = _module_file(options.module)
+    recorder = _recorder(options, root, test_file, None)
+    excinfo = None
+    recorder.start()
+    try:
+        if options.script:
+            runpy.run_path(path, run_name="__main__")
+        else:
+            runpy.run_module(options.module, run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            excinfo = sys.exc_info()
+    except BaseException:
+        excinfo = sys.exc_info()
+    finally:
+        recorder.stop()
+    return _document(recorder, excinfo, root, options)
+
+
+def _module_file(name):
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec(name)
+    except Exception:
+        return None
+    if spec is None or not spec.origin:
+        return None
+    if spec.submodule_search_locations:  # a package runs its __main__
+        return os.path.join(os.path.dirname(spec.origin), "__main__.py")
+    return spec.origin
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Trace the function behind one failing test.")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--test", help="pytest node id, e.g. tests/test_x.py::test_y")
+    mode.add_argument("--unittest", help="unittest id, e.g. tests.test_x.TestK.test_y")
+    mode.add_argument("--script", help="a Python script to run as __main__ (arguments after --)")
+    mode.add_argument("--module", help="a module to run as __main__, like python -m (arguments after --)")
+    parser.add_argument("--out", required=True, help="where to write the JSON trace")
+    parser.add_argument("--root", default=".", help="project root (default: the current directory)")
+    parser.add_argument("--path", action="append", default=[], help="a directory to import from (repeatable)")
+    parser.add_argument("--max-frames", type=int, default=200)
+    parser.add_argument("--max-repr", type=int, default=200)
+    parser.add_argument("--max-events", type=int, default=2000000)
+    parser.add_argument("--max-seconds", type=float, default=30.0, help="stop tracing this long after start")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, args = argv[:cut], argv[cut + 1 :]
+    options = parser.parse_args(argv)
+    out = os.path.abspath(options.out)
+    if os.path.exists(out):
+        os.remove(out)  # never let the host read a stale trace
+    root = os.path.realpath(options.root)
+    if options.test:
+        document = _trace_pytest(options, root)
+    elif options.unittest:
+        document = _trace_unittest(options, root)
+    else:
+        document = _trace_script(options, root, args)
     directory = os.path.dirname(out)
     if directory and not os.path.isdir(directory):
         os.makedirs(directory)
