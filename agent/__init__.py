@@ -13,8 +13,12 @@ Arrows point one way: front doors -> the loop -> the three seams (model, sandbox
 * ``nodes/`` - the graph's nodes and what they share (``common.ask``: one model turn; ``fresh``: a round rebuilt
   from the code and the latest evidence; ``prompting``: requests that fit the context; ``selection``: the winner
   among candidates).
-* ``model`` - the one seam to a model (retries, budgets, ``n`` samples, the context window); ``dialects/`` - how a
-  model family is prompted and read; ``prompts/`` - the prompt texts.
+* ``model`` - the one seam to a model (retries, budgets, ``n`` samples, the context window), which streams single
+  answers through ``streaming`` when someone watches; ``dialects/`` - how a model family is prompted and read;
+  ``prompts/`` - the prompt texts.
+* what a person sees: ``rounds`` (one round, told the same way by every view), ``live/`` (the live terminal view of
+  a repair and of a batch: observers, never part of the loop), ``show/`` (a run or batch read back: the terminal
+  view and the self-contained report.html).
 
 What the agent does to code (patching, tests, traces, the scratch workspace) lives in ``tools/``; where code runs, in
 ``sandboxes/``.

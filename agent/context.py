@@ -10,22 +10,34 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from agent.budget import Usage
 from agent.config import Settings
 from agent.dialects import get_dialect
 from agent.dialects.base import Dialect
 from agent.model import ModelClient
+from agent.streaming import Listener, StreamEvent
 from agent.task import Task
 from sandboxes.base import Sandbox
 from sandboxes.select import open_sandbox
 from tools.workspace import Workspace
 
 Progress = Callable[[str], None]
+
+
+class Observer(Protocol):
+    """Watches a run as it happens without changing it (the live terminal view): the run context once it exists,
+    every piece of a model answer as it is written, and every node's state update as the node finishes."""
+
+    def started(self, ctx: RunContext) -> None: ...
+
+    def delta(self, event: StreamEvent) -> None: ...
+
+    def update(self, node: str, values: Mapping[str, Any]) -> None: ...
 
 
 class Trajectory:
@@ -52,6 +64,7 @@ class RunContext:
     usage: Usage
     started_at: float
     progress: Progress = lambda _msg: None
+    on_delta: Listener | None = None  # set: single model answers are streamed to it as they are written
     _model: ModelClient | None = None
     _sandbox: Sandbox | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -69,6 +82,7 @@ class RunContext:
                     self.usage,
                     on_exchange=Trajectory(self.run_dir / "trajectory.jsonl"),
                     started_at=self.started_at,
+                    on_delta=self.on_delta,
                 )
             return self._model
 

@@ -8,6 +8,7 @@ offers). The API key never appears in any message, log or exchange record.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -23,6 +24,7 @@ import openai
 
 from agent.budget import Budget, Usage
 from agent.config import Settings
+from agent.streaming import Listener, stream_chat
 from tools.errors import FatalError
 
 __all__ = [
@@ -170,6 +172,7 @@ class ModelClient:
         on_exchange: Callable[[dict[str, Any]], None] | None = None,
         http_client: httpx.Client | None = None,
         started_at: float | None = None,
+        on_delta: Listener | None = None,
     ) -> None:
         if not settings.base_url:
             raise EndpointError("no model endpoint configured: pass --base-url or set MENDLOOP_BASE_URL")
@@ -179,6 +182,7 @@ class ModelClient:
         self.started_at = time.time() if started_at is None else started_at
         self.url = _redact_url(settings.base_url)
         self._on_exchange = on_exchange
+        self._on_delta = on_delta  # someone watches answers as they are written: single answers are streamed
         self._key = settings.api_key.get_secret_value() if settings.api_key else ""
         self._lock = threading.Lock()
         self._n_supported: bool | None = None  # does the endpoint answer ``n > 1`` with that many choices?
@@ -320,10 +324,13 @@ class ModelClient:
         body = {k: v for k, v in params.items() if k not in ("temperature", "top_p", "tools", "tool_choice")}
         body.update(self.settings.extra_body)
         extra: dict[str, Any] = {k: params[k] for k in ("tools", "tool_choice") if k in params}
+        create: Callable[..., Any] = self._client.chat.completions.create
+        if self._on_delta is not None and "n" not in params:
+            create = functools.partial(stream_chat, self._client, node, self._on_delta)
         try:
-            response = self._client.chat.completions.create(
+            response = create(
                 model=self.settings.model,
-                messages=messages,  # type: ignore[arg-type]
+                messages=messages,
                 temperature=params["temperature"],
                 top_p=params["top_p"],
                 extra_headers={NODE_HEADER: node},

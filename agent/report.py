@@ -1,7 +1,8 @@
 """report.md: what was tried, the tests per round, the candidates, tokens, and why the run ended.
 
 Why markdown: the same text is the body of a pull request (GitHub front door) and the per-task report of a batch.
-It is built only from the state and the usage, never from the settings' secret.
+It is built only from the state and the usage, never from the settings' secret. A round reads as it does everywhere
+else (:mod:`agent.rounds`).
 """
 
 from __future__ import annotations
@@ -9,13 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from agent.budget import Usage
+from agent.rounds import Round, fence, markdown_observations, markdown_table
 from agent.state import RepairState
 from agent.task import Task
-
-
-def _fence(text: str, lang: str = "") -> str:
-    ticks = "````" if "```" in text else "```"
-    return f"{ticks}{lang}\n{text.rstrip()}\n{ticks}"
 
 
 def render_report(task: Task, state: RepairState, usage: Usage, duration: float, model: str) -> str:
@@ -46,22 +43,11 @@ def render_report(task: Task, state: RepairState, usage: Usage, duration: float,
         if state.get("repro_files"):
             lines.append(f"- kept: {', '.join(state['repro_files'])} ({', '.join(state.get('repro_ids', []))})")
         lines.append("")
-    rounds = state.get("rounds") or []
+    rounds = [Round.from_entry(r) for r in state.get("rounds") or []]
     if rounds:
-        lines += ["## Rounds", "", "| round | tests | files edited | candidates |", "|---|---|---|---|"]
+        lines += ["## Rounds", "", *markdown_table(rounds), ""]
         for r in rounds:
-            cands = ", ".join(
-                f"#{c['index']}: {c['passed']} passed/{c['failed']} failed, {c['tokens']} tok"
-                + (" (winner)" if c.get("winner") and len(r["candidates"]) > 1 else "")
-                for c in r["candidates"]
-            )
-            lines.append(f"| {r['iteration']} | {r['tests']} | {', '.join(r['edited']) or '-'} | {cands} |")
-        lines.append("")
-        for r in rounds:
-            if r.get("observations"):
-                lines += [f"<details><summary>Round {r['iteration']} observations</summary>", ""]
-                lines.append(_fence("\n".join(r["observations"])[-4000:]))
-                lines += ["", "</details>", ""]
+            lines += markdown_observations(r)
     per_node = usage.per_node or {}
     if per_node:
         lines += ["## Tokens per node", "", "| node | calls | prompt | completion |", "|---|---|---|---|"]
@@ -71,7 +57,7 @@ def render_report(task: Task, state: RepairState, usage: Usage, duration: float,
             )
         lines.append("")
     patch = state.get("final_patch", "")
-    lines += ["## Patch", "", _fence(patch, "diff") if patch.strip() else "(empty)", ""]
+    lines += ["## Patch", "", fence(patch, "diff") if patch.strip() else "(empty)", ""]
     return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agent.budget import Budget, Usage
 from agent.config import Settings, tuned
-from agent.context import Progress, RunContext
+from agent.context import Observer, Progress, RunContext
 from agent.graph import build_graph
 from agent.model import probe_server
 from agent.report import render_report
@@ -133,10 +133,30 @@ def _tuned(settings: Settings, progress: Progress) -> Settings:
     return out
 
 
+def _run_graph(app: Any, value: Any, ctx: RunContext, observer: Observer | None) -> None:
+    """Run the graph to its end; an observer is shown every node's update as the node finishes."""
+    if observer is None:
+        app.invoke(value, THREAD, context=ctx)
+        return
+    for chunk in app.stream(value, THREAD, context=ctx, stream_mode="updates"):
+        for node, update in chunk.items():
+            if isinstance(update, Mapping):
+                observer.update(node, update)
+
+
 def solve(
-    task: Task, settings: Settings, run_dir: Path, *, resume: bool = False, progress: Progress | None = None
+    task: Task,
+    settings: Settings,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    progress: Progress | None = None,
+    observer: Observer | None = None,
 ) -> RunResult:
-    """Run (or resume) one repair; infrastructure failures raise ``FatalError``, the user's repo is never touched."""
+    """Run (or resume) one repair; infrastructure failures raise ``FatalError``, the user's repo is never touched.
+
+    ``observer`` (the live view) watches the run: model answers as they are written, each node's update.
+    """
     started = time.monotonic()
     run_dir = run_dir.resolve()
     _check_task(task, settings)
@@ -168,16 +188,19 @@ def solve(
             usage=usage,
             started_at=time.time() - before,
             progress=progress or (lambda _m: None),
+            on_delta=observer.delta if observer is not None else None,
         )
+        if observer is not None:
+            observer.started(ctx)
         try:
             if resume:
                 workspace.reset()
                 if values.get("workspace_patch", "").strip():
                     workspace.apply(values["workspace_patch"])
                 if app.get_state(THREAD).next:
-                    app.invoke(None, THREAD, context=ctx)
+                    _run_graph(app, None, ctx, observer)
             else:
-                app.invoke(RepairState(iteration=0), THREAD, context=ctx)
+                _run_graph(app, RepairState(iteration=0), ctx, observer)
         finally:
             ctx.close()
             _save_elapsed(run_dir, before + time.monotonic() - started)

@@ -8,15 +8,16 @@ kept, and running the same command again resumes). ``python -m agent.cli.batch``
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from agent.cli.shared import Flags, Opt, options, run
+from agent.cli.shared import VIEW_OPTIONS, Flags, Opt, options, run
 from agent.config import load_settings
 from agent.doors.batch.run import BatchOptions, run_batch
+from agent.live import is_terminal, plain_console
 
 __all__ = ["BATCH_OPTIONS", "batch"]
 
@@ -56,6 +57,7 @@ BATCH_OPTIONS: tuple[Opt, ...] = (
 
 @options()
 @options(BATCH_OPTIONS, into="batch_options")
+@options(VIEW_OPTIONS, into="view")
 def batch(
     tasks_file: Annotated[Path, typer.Argument(help="JSONL tasks: SWE-bench instances or mendloop's own form.")],
     out: Annotated[
@@ -68,16 +70,18 @@ def batch(
         ),
     ],
     no_progress: Annotated[
-        bool, typer.Option("--no-progress", help="No live bar or final table.", rich_help_panel=_PANEL)
+        bool, typer.Option("--no-progress", help="No live table or final table.", rich_help_panel=_PANEL)
     ] = False,
     *,
+    view: Flags,
     batch_options: Flags,
     flags: Flags,
 ) -> None:
     """Repair every task of a JSONL file; writes preds.jsonl (SWE-bench), results.jsonl, report.md."""
-    console = Console(stderr=True, soft_wrap=True)
+    console = plain_console(stderr=True)
     settings = load_settings(None, flags)
-    chosen = BatchOptions(out=out, progress=not no_progress, **batch_options)
+    live = not no_progress and not view["quiet"] and is_terminal(sys.stderr)
+    chosen = BatchOptions(out=out, progress=not no_progress, live=live, **batch_options)
     chosen.task_timeout = chosen.task_timeout or None
     try:
         summary = run_batch(tasks_file, settings, chosen, console=console)

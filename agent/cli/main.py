@@ -1,4 +1,4 @@
-"""The ``mendloop`` command: solve | fix | batch | trace | doctor | sandbox prune | demo | serve-local.
+"""The ``mendloop`` command: solve | fix | batch | show | trace | doctor | sandbox prune | demo | serve-local.
 
 The app and the list of its commands, each defined in a module of its own; ``main(argv) -> int`` is the program's
 one edge (:func:`agent.cli.shared.run`): like pre-commit, a ``FatalError`` becomes ``mendloop: error: <one line>`` and
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from agent.cli import batch, fix, local, shared, solve, tools
+from agent.cli import batch, fix, local, shared, show, solve, tools
 
 __all__ = ["app", "main"]
 
@@ -24,6 +24,7 @@ app = typer.Typer(
 app.command("solve")(solve.solve)
 app.command("fix")(fix.fix)
 app.command("batch")(batch.batch)
+app.command("show")(show.show)
 app.command("trace")(tools.trace)
 app.command("doctor")(tools.doctor)
 app.command("demo")(local.demo)

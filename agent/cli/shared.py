@@ -6,6 +6,9 @@ hands the command their values as one dict keyed by field name, so ``solve``, ``
 flags with the same help, and a new option is one row. ``None`` means "not given": the config file and the
 environment still apply underneath (``load_settings``).
 
+``VIEW_OPTIONS`` says how a run is shown (``--quiet``); :func:`watching` gives a command the live view on a terminal,
+or today's one progress line per step with ``--quiet`` and wherever the output is not a terminal.
+
 ``run`` is the edge between a typer app and the process: a ``FatalError`` becomes ``mendloop: error: <one line>`` and
 exit 2, a usage error exit 2, Ctrl-C or SIGTERM exit 130, so that no command prints a traceback for a user's mistake.
 """
@@ -18,7 +21,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType, NoneType, UnionType
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
@@ -27,10 +31,13 @@ import typer
 from rich.console import Console
 
 from agent.config import Settings
+from agent.context import Observer, Progress
+from agent.live import is_terminal, plain_console
 from tools.errors import FatalError
 
 __all__ = [
     "SETTINGS_OPTIONS",
+    "VIEW_OPTIONS",
     "Flags",
     "Interrupted",
     "Opt",
@@ -39,13 +46,14 @@ __all__ = [
     "progress",
     "run",
     "settings_rows",
+    "watching",
 ]
 
 R = TypeVar("R")
 Flags = dict[str, Any]
 """Option values by field name; ``None`` for an option not given."""
 
-console = Console(stderr=True, highlight=False, soft_wrap=True)
+console: Console = plain_console(stderr=True)
 
 
 def progress(message: str) -> None:
@@ -114,6 +122,25 @@ SETTINGS_OPTIONS: tuple[Opt, ...] = (
     Opt("command_timeout", "--command-timeout", "Seconds per sandboxed command (default 120).", SANDBOX),
 )
 """Every ``Settings`` field a command line can set; ``solve``, ``fix`` and ``batch`` take them all."""
+
+
+VIEW_OPTIONS: tuple[Opt, ...] = (
+    Opt("quiet", "--quiet", "One progress line per step instead of the live view.", type=bool, default=False),
+)
+"""How a run is shown; ``solve``, ``fix`` and ``batch`` take them (into their ``view`` parameter)."""
+
+
+@contextmanager
+def watching(quiet: bool) -> Iterator[tuple[Progress, Observer | None]]:
+    """The progress callback and observer for one repair: the live view when stderr is a terminal and not
+    ``quiet``, else the plain progress lines and no observer (nothing is streamed then)."""
+    if quiet or not is_terminal(sys.stderr):
+        yield progress, None
+        return
+    from agent.live.run import LiveRun  # the graph's imports come with it; commands that never repair skip them
+
+    with LiveRun(console) as view:
+        yield view.progress, view
 
 
 def settings_rows(*fields: str) -> tuple[Opt, ...]:

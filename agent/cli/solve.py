@@ -15,9 +15,9 @@ import typer
 from rich.table import Table
 
 from agent import runner
-from agent.cli.shared import Flags, Interrupted, Opt, console, options, progress
+from agent.cli.shared import VIEW_OPTIONS, Flags, Interrupted, Opt, console, options, watching
 from agent.config import Settings, env_config, load_settings
-from agent.doors.issue.flow import IssueOutcome, IssueRequest, solve_issue
+from agent.doors.issue.flow import IssueOutcome, IssueRequest, Solver, solve_issue
 from agent.task import RunResult, Task
 from tools.errors import FatalError
 from tools.workspace import apply_patch
@@ -50,12 +50,16 @@ def print_summary(result: RunResult) -> None:
     console.print(table)
 
 
-def run_task(task: Task, settings: Settings, out: Path | None, *, resume: bool = False) -> RunResult:
-    """Solve with progress on stderr; the run directory is printed first so an interrupted run can be resumed."""
+def run_task(
+    task: Task, settings: Settings, out: Path | None, *, resume: bool = False, quiet: bool = False
+) -> RunResult:
+    """Solve with progress on stderr (live on a terminal unless ``quiet``); the run directory is printed first so an
+    interrupted run can be resumed."""
     run_dir = out or runner.default_run_dir(task.instance_id)
     console.print(f"[bold]mendloop[/bold] run directory: {run_dir}")
     try:
-        result = runner.solve(task, settings, run_dir, resume=resume, progress=progress)
+        with watching(quiet) as (progress, observer):
+            result = runner.solve(task, settings, run_dir, resume=resume, progress=progress, observer=observer)
     except (KeyboardInterrupt, Interrupted):
         console.print(f"interrupted; continue with: mendloop solve --resume {run_dir}")
         raise
@@ -65,6 +69,7 @@ def run_task(task: Task, settings: Settings, out: Path | None, *, resume: bool =
 
 @options()
 @options(ISSUE_OPTIONS, into="request")
+@options(VIEW_OPTIONS, into="view")
 def solve(
     repo: Annotated[Path | None, typer.Option("--repo", help="The repository to repair (a local path).")] = None,
     task: Annotated[str | None, typer.Option("--task", help="What is wrong, in words.")] = None,
@@ -73,20 +78,22 @@ def solve(
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue an interrupted run.")] = None,
     apply: Annotated[bool, typer.Option("--apply", help="Apply the resolved patch to --repo.")] = False,
     *,
+    view: Flags,
     request: Flags,
     flags: Flags,
 ) -> int:
     """Repair a repository: a tested patch in the run directory, applied only with --apply."""
+    quiet = bool(view["quiet"])
     if resume is not None:
         prior_task, public = runner.load_run(resume)
         merged: dict[str, Any] = {**public, **env_config(os.environ)}
         merged.update({k: v for k, v in flags.items() if v is not None})
         settings = load_settings(None, merged, environ={})
-        result = run_task(prior_task, settings, resume, resume=True)
+        result = run_task(prior_task, settings, resume, resume=True, quiet=quiet)
         return _finish(result, prior_task, apply)
     if request["issue"] is not None:
         asked = IssueRequest(**request, repo=repo, apply=apply, out=out)
-        outcome = solve_issue(asked, load_settings(repo, flags), console=console)
+        outcome = solve_issue(asked, load_settings(repo, flags), console=console, solver=_issue_solver(quiet))
         _show(outcome)
         return outcome.exit_code
     if repo is None:
@@ -95,8 +102,18 @@ def solve(
     settings = load_settings(repo, flags)
     title = text.strip().splitlines()[0][:72] if text.strip() else ""
     the_task = Task(repo=repo.resolve(), text=text, instance_id=repo.resolve().name, title=title)
-    result = run_task(the_task, settings, out)
+    result = run_task(the_task, settings, out, quiet=quiet)
     return _finish(result, the_task, apply)
+
+
+def _issue_solver(quiet: bool) -> Solver:
+    """The repair of ``--issue``, shown like any other (the flow prints its own steps around it)."""
+
+    def run(task: Task, settings: Settings, run_dir: Path) -> RunResult:
+        with watching(quiet) as (progress, observer):
+            return runner.solve(task, settings, run_dir, progress=progress, observer=observer)
+
+    return run
 
 
 def _read_task(task: str | None, issue_file: Path | None) -> str:

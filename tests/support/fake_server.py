@@ -7,6 +7,12 @@ because the tests, the benches and users' CI all drive mendloop against it.
 Replies are routed by the ``X-Mendloop-Node`` request header: each node has a queue consumed in order, and
 once a queue is exhausted its last reply repeats, so a script can say "always this". Node ``"*"`` is the
 fallback.
+
+Streaming (``stream: true``): by default the whole answer goes out as one chunk, usage included (what CWM's own
+Fastgen server does). A reply with ``chunks`` (a list of content pieces, or a number of near-equal pieces) is sent
+piece by piece, ``chunk_delay`` seconds apart, like llama.cpp or vLLM; usage then comes as a last chunk when the
+request asks for it (``stream_options.include_usage``), unless the reply says ``"stream_usage": false`` (a server
+that never reports usage in a stream).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ __all__ = ["NODE_HEADER", "RecordedRequest", "Reply", "ScriptedServer", "count_t
 
 Reply = str | dict[str, Any]
 """A str is the assistant content; a dict may hold content, tool_calls, status, headers, body, delay, usage,
-finish_reason."""
+finish_reason, and for streamed requests chunks, chunk_delay, stream_usage."""
 
 Script = Mapping[str, Sequence[Reply]] | Callable[["RecordedRequest"], Reply]
 
@@ -216,6 +222,10 @@ class ScriptedServer:
         return 200, {}, {"object": "list", "data": data}
 
     def _answer_chat(self, request: RecordedRequest) -> tuple[int, dict[str, str], dict[str, Any]]:
+        return self._answer_chat_spec(request)[:3]
+
+    def _answer_chat_spec(self, request: RecordedRequest) -> tuple[int, dict[str, str], dict[str, Any], dict[str, Any]]:
+        """The status, headers and body of the answer, and the reply spec it came from (for streaming)."""
         body = request.body if isinstance(request.body, dict) else {}
         model = str(body.get("model", ""))
         if "*" not in self.models and model not in self.models:
@@ -223,6 +233,7 @@ class ScriptedServer:
                 404,
                 {},
                 _error_body(f"The model `{model}` does not exist", "invalid_request_error", "model_not_found"),
+                {},
             )
         prompt = count_tokens(_prompt_text(body))
         if self.refuse_above is not None and prompt > self.refuse_above:
@@ -230,16 +241,18 @@ class ScriptedServer:
                 f"request ({prompt} tokens) exceeds the available context size ({self.refuse_above} tokens), "
                 "try increasing it"
             )
-            return 400, {}, _error_body(message, "exceed_context_size_error")
+            return 400, {}, _error_body(message, "exceed_context_size_error"), {}
         asked = int(body.get("n") or 1)
         if self.max_n is not None and asked > self.max_n:
             message = f"Field 'n': Value must be between 1 <= value <= {self.max_n}, but got {asked}"
-            return 400, {}, _error_body(message, "invalid_request_error")
+            return 400, {}, _error_body(message, "invalid_request_error"), {}
         reply = self._next_reply(request)
         if reply is None:
             message = f"fake server: no scripted reply for node {request.node!r}"
-            return 400, {}, _error_body(message, "invalid_request_error", "no_script")
+            return 400, {}, _error_body(message, "invalid_request_error", "no_script"), {}
         spec: dict[str, Any] = {"content": reply} if isinstance(reply, str) else dict(reply)
+        if isinstance(spec.get("chunks"), list) and "content" not in spec:
+            spec["content"] = "".join(str(piece) for piece in spec["chunks"])
         wanted = int(body.get("n") or 1) if self.n_choices else 1
         extra = [self._next_reply(request) for _ in range(wanted - 1)]
         spec["more"] = [{"content": r} if isinstance(r, str) else dict(r) for r in extra if r is not None]
@@ -249,11 +262,11 @@ class ScriptedServer:
         status = int(spec.get("status", 200))
         headers = {str(k): str(v) for k, v in dict(spec.get("headers", {})).items()}
         if "body" in spec:
-            return status, headers, spec["body"]
+            return status, headers, spec["body"], spec
         if status != 200:
             kind = "rate_limit_error" if status == 429 else "server_error" if status >= 500 else "invalid_request_error"
-            return status, headers, _error_body(f"scripted error {status}", kind)
-        return status, headers, self._completion(model, body, spec)
+            return status, headers, _error_body(f"scripted error {status}", kind), spec
+        return status, headers, self._completion(model, body, spec), spec
 
     def _completion(self, model: str, body: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
@@ -303,6 +316,40 @@ def _as_chunk(completion: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _pieces(content: str, chunks: Any) -> list[str]:
+    """The content pieces a reply asks for: its own list, or ``chunks`` near-equal pieces."""
+    if isinstance(chunks, list):
+        return [str(piece) for piece in chunks]
+    count = max(1, min(int(chunks), len(content) or 1))
+    size = -(-len(content) // count) if content else 1
+    return [content[i : i + size] for i in range(0, len(content), size)] or [""]
+
+
+def _stream_chunks(completion: dict[str, Any], spec: Mapping[str, Any], include_usage: bool) -> list[dict[str, Any]]:
+    """The chunks of a streamed answer (see the module docstring)."""
+    usage = spec.get("stream_usage", True) is not False
+    if spec.get("chunks") is None:
+        whole = _as_chunk(completion)
+        if not usage:
+            whole.pop("usage", None)
+        return [whole]
+    choice = completion["choices"][0]
+    message = choice["message"]
+    head = {k: completion[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    out = [chunk({"role": "assistant", "content": ""})]
+    out += [chunk({"content": piece}) for piece in _pieces(message.get("content") or "", spec["chunks"]) if piece]
+    if message.get("tool_calls"):
+        out.append(chunk({"tool_calls": [{"index": i, **c} for i, c in enumerate(message["tool_calls"])]}))
+    out.append(chunk({}, choice["finish_reason"]))
+    if include_usage and usage:
+        out.append({**head, "choices": [], "usage": completion["usage"]})
+    return out
+
+
 def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read server.requests instead
@@ -322,12 +369,17 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def _send_stream(self, payload: dict[str, Any]) -> None:
+        def _send_stream(self, payload: dict[str, Any], spec: Mapping[str, Any], include_usage: bool) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Cache-Control", "no-cache")
             self.end_headers()
-            self.wfile.write(f"data: {json.dumps(_as_chunk(payload))}\n\n".encode())
+            delay = float(spec.get("chunk_delay", 0.0))
+            for i, chunk in enumerate(_stream_chunks(payload, spec, include_usage)):
+                if i and delay > 0:
+                    time.sleep(delay)
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
             self.wfile.write(b"data: [DONE]\n\n")
             self.wfile.flush()
 
@@ -355,10 +407,12 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             if not self.path.rstrip("/").endswith("/chat/completions"):
                 self._send_json(404, {}, _error_body(f"no route {self.path}", "invalid_request_error"))
                 return
-            status, headers, payload = server._answer_chat(request)
+            status, headers, payload, spec = server._answer_chat_spec(request)
             streaming = isinstance(body, dict) and body.get("stream") is True
             if status == 200 and streaming and isinstance(payload, dict) and "choices" in payload:
-                self._send_stream(payload)
+                options = body.get("stream_options")
+                include_usage = isinstance(options, dict) and options.get("include_usage") is True
+                self._send_stream(payload, spec, include_usage)
             else:
                 self._send_json(status, headers, payload)
 

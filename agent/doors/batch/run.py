@@ -18,20 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
+from agent.budget import Budget
 from agent.config import Settings
 from agent.doors.batch.executors import RunPolicy, make_executor
 from agent.doors.batch.report import Totals, render_markdown, render_table, result_row, totals
 from agent.doors.batch.store import BatchStore
 from agent.doors.batch.tasks import BatchTask, read_tasks, run_dir_name, select_tasks
+from agent.live.batch import BatchBoard
 
 __all__ = ["BatchOptions", "BatchSummary", "run_batch"]
 
@@ -59,7 +53,8 @@ class BatchOptions:
     repos_dir: Path | None = None
     repo_url: str | None = None
     solve_target: str = "agent.runner:solve"  # the repair entry point, "module:function"
-    progress: bool = True
+    progress: bool = True  # the table at the end (a line per finished task is always printed)
+    live: bool = False  # the live board of running tasks (on a terminal only: the caller decides)
 
 
 @dataclass
@@ -111,22 +106,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _progress(console: Console, enabled: bool) -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]batch"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn(
-            "[green]✓ {task.fields[resolved]}[/] [yellow]✗ {task.fields[unresolved]}[/] "
-            "[red]! {task.fields[error]}[/]  {task.fields[tokens]:,} tok"
-        ),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not enabled,
-    )
-
-
 def run_batch(
     tasks_file: Path, settings: Settings, options: BatchOptions, *, console: Console | None = None
 ) -> BatchSummary:
@@ -164,29 +143,15 @@ def run_batch(
     this_run = Totals()
     if done:
         console.print(f"skipping {len(done)} finished task(s) in {options.out} (--redo to run them again)")
-    with _progress(console, options.progress) as progress, _sigterm_as_interrupt():
-        bar = progress.add_task("batch", total=len(jobs), resolved=0, unresolved=0, error=0, tokens=0)
+    board = BatchBoard(console, jobs, workers=options.workers, budget=Budget.from_settings(settings), live=options.live)
+    with board, _sigterm_as_interrupt():
 
         def on_done(job: dict[str, Any], outcome: dict[str, Any]) -> None:
             instance_id = job["task"]["instance_id"]
             row = result_row(instance_id, settings.model, Path(job["run_dir"]), outcome)
             store.record(row)
             this_run.add(row)
-            progress.update(
-                bar,
-                advance=1,
-                resolved=this_run.resolved,
-                unresolved=this_run.unresolved,
-                error=this_run.error,
-                tokens=this_run.tokens,
-            )
-            note = f"  {row['error']}" if row["error"] else ""
-            progress.console.print(
-                f"[{this_run.total}/{len(jobs)}] {instance_id}: {row['status']} "
-                f"({row['iterations']} it, {row['tokens']:,} tok, {row['duration']:.1f}s){note}",
-                markup=False,
-                highlight=False,
-            )
+            board.finished(row)
 
         executor.run(jobs, on_done)
 

@@ -13,6 +13,7 @@ SIGKILL) does not leave repairs running on their own.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ from typing import Any
 
 from agent.config import Settings
 from agent.doors.batch.tasks import BatchTask
+from agent.live.batch import StatusWriter
 from agent.task import RunResult, Task
 from tools.errors import FatalError
 from tools.git import Git
@@ -102,6 +104,8 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     run_dir = Path(job["run_dir"])
     clean_run_dir(run_dir)
     task = BatchTask.from_dict(job["task"])
+    status = StatusWriter(run_dir)  # what the batch's live board shows as this task's step
+    status("checking out the repository")
     try:
         overrides: dict[str, Any] = {}
         if task.setup is not None:
@@ -111,6 +115,8 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         settings = Settings.model_validate({**job["settings"], **overrides})
         repo = checkout(task, run_dir, repos_dir=job.get("repos_dir"), repo_url=job.get("repo_url"))
         solve = _load(job.get("solve", "agent.runner:solve"))
+        status("repairing")
+        shown = {"progress": status} if "progress" in inspect.signature(solve).parameters else {}
         result = solve(
             Task(
                 repo=repo,
@@ -122,6 +128,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
             ),
             settings,
             run_dir,
+            **shown,
         )
         return {"kind": "ok", "result": result.to_dict(), "error": ""}
     except FatalError as exc:
