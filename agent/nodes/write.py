@@ -32,4 +32,4 @@ def write(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     # round 1: the evidence is the last test run before any change (the baseline, with a reproduction test)
     report = TestReport.from_dict(state["last_report"]) if state.get("last_report") else None
     evidence = gather_evidence(ctx, report, test_cmd(ctx, state)) if report else {}
-    return {**write_fresh(ctx, {**state, "evidence": evidence}), "evidence": evidence}
+    return {**write_fresh(ctx, {**state, "evidence": evidence}), "evidence": evidence, "origin_evidence": evidence}

@@ -171,3 +171,27 @@ def test_a_test_that_hangs_is_named_and_traced_in_round_one(tmp_path: Path) -> N
     assert result.status == "resolved", result.reason
     assert "it hung in test_bits.py::test_127, in bitcount (bits.py)" in text  # from pytest's stack dump
     assert "Execution trace of `bitcount`" in text and "endless loop" in text
+
+
+def test_a_stuck_round_after_a_partial_fix_goes_back_to_the_original_code(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "grade.py").write_text("def grade(score):\n    if score > 90:\n        return 'A'\n    return 'B'\n")
+    tests = "from grade import grade\n\n\n"
+    for i, (score, want) in enumerate([(95, "A"), (90, "A"), (80, "B"), (50, "C"), (10, "C")]):
+        tests += f"def test_{i}():\n    assert grade({score}) == {want!r}\n\n\n"
+    (repo / "test_grade.py").write_text(tests)
+    partial = "def grade(score):\n    if score >= 90:\n        return 'A'\n    return 'B'\n"  # 3 of 5 pass (2 before)
+    worse = "def grade(score):\n    if score >= 90:\n        return 'B'\n    return 'A'\n"  # 0 of 5 pass: no progress
+    fixed = "def grade(score):\n    if score >= 90:\n        return 'A'\n    if score >= 60:\n        return 'B'\n    return 'C'\n"
+    with ScriptedServer({"write": [block(partial), block(worse), block(fixed)]}) as server:
+        task = Task(repo=repo, text="grade() is wrong: 90 is an A, below 60 is a C.", title="grade")
+        result = solve(task, settings(server.url), tmp_path / "run")
+        requests = chats(server)
+    assert result.status == "resolved", result.reason
+    assert len(requests) == 3
+    shown = [user_text(r).split("# Code", 1)[1].split("# ", 1)[0] for r in requests]
+    assert "score > 90" in shown[0]  # round 1: the original
+    assert "score >= 90" in shown[1]  # round 2: built on the partial fix (it passed more tests)
+    assert "score > 90" in shown[2]  # round 3: round 2 made no progress, so back to the original
+    assert "- round 1:" in user_text(requests[2]) and "- round 2:" in user_text(requests[2])
