@@ -22,9 +22,9 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agent.budget import Budget, Usage
 from agent.config import Settings
-from agent.context import Progress, RunContext
+from agent.context import Progress, RunContext, scrub_checkpoints
 from agent.graph import build_graph
-from agent.report import render_report
+from agent.report import link_notes, render_report
 from agent.state import RepairState
 from agent.task import RunResult, Task
 from tools.errors import FatalError
@@ -139,7 +139,7 @@ def solve(
         workspace = Workspace.create(task.repo, run_dir / "workspace")
     conn = sqlite3.connect(str(checkpoints), check_same_thread=False)
     try:
-        app = build_graph().compile(checkpointer=SqliteSaver(conn))
+        app = build_graph().compile(checkpointer=scrub_checkpoints(SqliteSaver(conn)))
         values: dict[str, Any] = dict(app.get_state(THREAD).values) if resume else {}
         usage = _usage_so_far(run_dir, settings) if resume else Usage()
         before = float(json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8")).get("elapsed", 0.0))
@@ -168,7 +168,9 @@ def solve(
     finally:
         conn.close()
     duration = time.monotonic() - started
-    (run_dir / "report.md").write_text(render_report(task, state, usage, duration, settings.model), encoding="utf-8")
+    notes = link_notes(workspace.outside_links())
+    report = render_report(task, state, usage, duration, settings.model, notes=notes)
+    (run_dir / "report.md").write_text(report, encoding="utf-8")
     if not (run_dir / "trajectory.jsonl").exists():
         (run_dir / "trajectory.jsonl").touch()
     return _result(state, run_dir, usage, duration)
