@@ -13,6 +13,11 @@ this module ships it there, reads its JSON back and renders it:
 
 Marker frames (event ``"skip"``) stand for loop iterations or frames that were left out; in CWM text they are line
 frames whose source is a ``# ... skipped ...`` comment, so the text still parses by CWM's grammar.
+
+Links are never followed on the host: the tracer's own paths are cleared of links before they are written and the
+trace is not read back through one (the traced code may plant them), and the tracer writes its JSON as a new file
+(``O_EXCL | O_NOFOLLOW``). A project file that resolves outside the project is not project code, so it is never
+traced.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -116,6 +122,7 @@ def trace_test(
     sandbox itself (``SandboxError``) still propagate. ``env`` goes to the command (e.g.
     ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1`` where heavy unrelated pytest plugins are installed).
     """
+    _clear_links(Path(sandbox.root))
     sandbox.put({TRACER_PATH: _TRACER.read_bytes(), ".mendloop/.gitignore": b"*\n"})
     cmd = [python, TRACER_PATH, "--test", test_id, "--out", TRACE_OUT]
     cmd += ["--max-frames", str(max_frames), "--max-repr", str(max_repr)]
@@ -123,6 +130,8 @@ def trace_test(
         # the tracer stops an endless loop itself, early enough to still write what it saw
         cmd += ["--max-seconds", f"{max(1.0, timeout * 0.75):.1f}"]
     sandbox.run(cmd, timeout=timeout, env=env)
+    if _unreadable(Path(sandbox.root)):
+        return None
     try:
         raw = sandbox.get(TRACE_OUT)
     except (OSError, KeyError):
@@ -131,6 +140,29 @@ def trace_test(
         return trace_from_json(json.loads(raw.decode("utf-8", "replace")))
     except (ValueError, TypeError, KeyError):
         return None
+
+
+# The tracer's files in the workspace; the traced code runs as the sandbox user and may have put a link at any.
+_OWN_PATHS = (".mendloop", TRACER_PATH, ".mendloop/.gitignore", TRACE_OUT)
+
+
+def _clear_links(root: Path) -> None:
+    """Remove a link at any of the tracer's paths before writing them: a link would take the write elsewhere."""
+    for rel in _OWN_PATHS:
+        if (root / rel).is_symlink():
+            (root / rel).unlink()
+
+
+def _unreadable(root: Path) -> bool:
+    """Whether the trace would be read back through a link, or is not a regular file (a FIFO would hang the
+    read); the traced code may have planted either while the test ran. Then it is not read."""
+    if (root / ".mendloop").is_symlink():
+        return True
+    try:
+        mode = (root / TRACE_OUT).lstat().st_mode
+    except OSError:
+        return False  # nothing here: a backend with its own copy (Docker) is asked, which refuses non-files
+    return not stat.S_ISREG(mode)
 
 
 def trace_failure(sandbox: Sandbox, case: TestCase, test_cmd: str, *, timeout: float | None = None) -> Trace | None:
