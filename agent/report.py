@@ -42,7 +42,7 @@ def render_report(
     return scrub(_render(task, state, usage, duration, model, notes))
 
 
-def _render(task: Task, state: RepairState, usage: Usage, duration: float, model: str, notes: Sequence[str]) -> str:
+def _render(task: Task, state: RepairState, usage: Usage, duration: float, model: str, said: Sequence[str]) -> str:
     status = state.get("status", "unresolved")
     lines = [
         f"# mendloop: {task.title or task.instance_id}",
@@ -96,7 +96,7 @@ def _render(task: Task, state: RepairState, usage: Usage, duration: float, model
         lines.append("")
     patch = state.get("final_patch", "")
     lines += ["## Patch", "", _fence(patch, "diff") if patch.strip() else "(empty)", ""]
-    lines += [f"- {note}" for note in notes]
+    lines += [f"- {note}" for note in said]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
