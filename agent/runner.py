@@ -28,6 +28,7 @@ from agent.report import link_notes, render_report
 from agent.state import RepairState
 from agent.task import RunResult, Task
 from tools.errors import FatalError
+from tools.secrets import remember_settings, scrub_obj
 from tools.testing import TestReport
 from tools.workspace import Workspace, validate_repo
 
@@ -124,6 +125,7 @@ def solve(
     started = time.monotonic()
     run_dir = run_dir.resolve()
     _check_task(task, settings)
+    remember_settings(settings)  # before anything is written: run.json holds the task text
     checkpoints = run_dir / CHECKPOINTS
     if resume:
         if not checkpoints.is_file():
@@ -133,9 +135,8 @@ def solve(
         if checkpoints.exists():
             raise FatalError(f"{run_dir} already holds a run: pass --resume {run_dir}, or choose another --out")
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / RUN_FILE).write_text(
-            json.dumps({"task": task.to_dict(), "settings": settings.public_dict()}, indent=2), encoding="utf-8"
-        )
+        record = scrub_obj({"task": task.to_dict(), "settings": settings.public_dict()})
+        (run_dir / RUN_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
         workspace = Workspace.create(task.repo, run_dir / "workspace")
     conn = sqlite3.connect(str(checkpoints), check_same_thread=False)
     try:

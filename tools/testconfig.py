@@ -175,22 +175,21 @@ def config_changes(workspace: Workspace, aside: Mapping[str, Path | None]) -> li
     for rel, kept in sorted(aside.items()):
         name = PurePosixPath(rel).name
         old = base[rel].data if rel in base and base[rel].mode != 0o120000 else None
-        new = _read(kept) if kept is not None else None
-        if name == "pyproject.toml" and _pytest_table(old) == _pytest_table(new) and new is not None:
+        linked = kept is not None and kept.is_symlink()
+        new = _read(kept) if kept is not None and not linked else None
+        if not linked and name == "pyproject.toml" and _pytest_table(old) == _pytest_table(new):
             continue
-        if name == "setup.cfg" and _cfg_section(old) == _cfg_section(new) and new is not None:
+        if not linked and name == "setup.cfg" and _cfg_section(old) == _cfg_section(new):
             continue
-        changes.append(_describe(rel, name, old, kept))
+        changes.append(_describe(rel, name, rel in base, kept))
     return changes
 
 
-def _describe(rel: str, name: str, old: bytes | None, kept: Path | None) -> str:
+def _describe(rel: str, name: str, in_base: bool, kept: Path | None) -> str:
     what = {"pyproject.toml": f"{rel} [tool.pytest]", "setup.cfg": f"{rel} [tool:pytest]"}.get(name, rel)
     if kept is None:
         return f"{what}: deleted"
-    if old is None and not kept.is_symlink():
-        return f"{what}: added"
-    return f"{what}: changed"
+    return f"{what}: {'changed' if in_base else 'added'}"
 
 
 def _pytest_table(data: bytes | None) -> Any:
@@ -212,7 +211,8 @@ def _cfg_section(data: bytes | None) -> Any:
         parser.read_string(data.decode("utf-8"))
     except (UnicodeDecodeError, configparser.Error):
         return ("unparsable", data)
-    return {name: dict(parser[name]) for name in ("tool:pytest", "pytest") if parser.has_section(name)}
+    sections = {name: dict(parser[name]) for name in ("tool:pytest", "pytest") if parser.has_section(name)}
+    return sections or None
 
 
 def check_against_baseline(report: TestReport, baseline: Mapping[str, Any] | None, config: Sequence[str]) -> TestReport:

@@ -35,13 +35,13 @@ def commit_all(repo: Path, message: str = "more") -> None:
         subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
 
 
-def example_repo(dest: Path, *, links: Mapping[str, str] = (), files: Mapping[str, str] = ()) -> Path:
+def example_repo(dest: Path, *, links: Mapping[str, str] | None = None, files: Mapping[str, str] | None = None) -> Path:
     """The example project as a real git repository, plus committed ``files`` and symbolic ``links``."""
     repo = make_repo(dest)
-    for rel, text in dict(files).items():
+    for rel, text in (files or {}).items():
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         (repo / rel).write_text(text)
-    for rel, target in dict(links).items():
+    for rel, target in (links or {}).items():
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         os.symlink(target, repo / rel)
     if files or links:

@@ -151,9 +151,9 @@ def test_a_repository_cannot_make_its_setup_run_on_the_host(tmp_path: Path, comm
     repo = _config_repo(tmp_path, SETUP_ON_HOST.format(marker=marker) + "[tool.pytest.ini_options]\n")
     with ScriptedServer({"write": [CWM_FIX]}) as server:
         done = run_cli(_command(command, repo, tmp_path, server.url), cli_env(tmp_path))
+    assert not marker.exists()
     warnings = [line for line in done.stderr.splitlines() if line.startswith("mendloop: warning: ignored in")]
     assert len(warnings) == 1 and "sandbox = 'local'" in warnings[0], done.stderr[-2000:]
-    assert not marker.exists()
     assert done.returncode in (0, 1), done.stderr[-2000:]
     if command == "doctor":
         assert "sandbox 'auto' -> bwrap" in done.stdout

@@ -31,7 +31,7 @@ from tests.security.conftest import (
 )
 from tests.support.example import CWM_FIX, CWM_REPRODUCE, ISSUE, OPENAI_FIX, OPENAI_REPRODUCE
 from tests.support.fake_github import FakeGitHub, run_git
-from tests.support.fake_server import ScriptedServer
+from tests.support.fake_server import Reply, ScriptedServer
 from tools.tracing import trace_test
 from tools.workspace import Workspace
 
@@ -60,7 +60,7 @@ def test_committed_links_to_the_environment_and_a_key_are_listed_not_read(tmp_pa
             "keys": str(key_file.parent),  # a link to a directory outside
         },
     )
-    script = {"reproduce": [CWM_REPRODUCE], "write": [CWM_FIX]}
+    script: dict[str, list[Reply]] = {"reproduce": [CWM_REPRODUCE], "write": [CWM_FIX]}
     if dialect == "openai":
         script = {"reproduce": [OPENAI_REPRODUCE], "write": [OPENAI_FIX]}
     env = cli_env(tmp_path, {"MENDLOOP_CANARY_SECRET": host_secret, "MENDLOOP_API_KEY": api_key})
@@ -69,8 +69,8 @@ def test_committed_links_to_the_environment_and_a_key_are_listed_not_read(tmp_pa
         bodies = [r.body for r in server.requests if isinstance(r.body, dict)]
         prompts = "\n".join(str(m.get("content")) for body in bodies for m in body.get("messages", []))
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"notes.txt -> {ENVIRON}" in prompts and f"docs/deploy_key.txt -> {key_file}" in prompts
     assert_nowhere(written(tmp_path / "run", server, done.stdout, done.stderr), host_secret, api_key, key_value)
+    assert f"notes.txt -> {ENVIRON}" in prompts and f"docs/deploy_key.txt -> {key_file}" in prompts
 
 
 REPRO_PLANTING_LINKS = """import os
@@ -98,9 +98,9 @@ def test_links_a_kept_reproduction_test_makes_in_the_sandbox_are_not_followed(tm
         done = run_cli(_solve(repo, tmp_path / "run", server.url), env)
         write_prompt = str(server.requests[-1].body["messages"][1]["content"])
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"leak.txt -> {ENVIRON}" in write_prompt  # the test really made the link, and it is shown as one
     run_dir = tmp_path / "run"
     assert_nowhere(written(run_dir, server, done.stdout, done.stderr), host_secret, key_value)
+    assert f"leak.txt -> {ENVIRON}" in write_prompt  # the test really made the link, and it is shown as one
     patch = (run_dir / "patch.diff").read_text()
     assert "leak.txt" not in patch and "stolen.txt" not in patch and "ordered[middle - 1]" in patch
     report = (run_dir / "report.md").read_text()
@@ -147,10 +147,10 @@ def test_with_an_issue_the_token_in_the_environment_does_not_reach_the_model(tmp
         prompt = str(server.requests[0].body["messages"][1]["content"])
         sent_to_github = [f"{c.path} {c.body}" for c in fake.calls]
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"notes.txt -> {ENVIRON}" in prompt
     assert any("/pulls" in call for call in sent_to_github)  # the pull request was opened, with the report
     records = written(tmp_path / "run", server, done.stdout, done.stderr, *sent_to_github)
     assert_nowhere(records, token, key_value)
+    assert f"notes.txt -> {ENVIRON}" in prompt
 
 
 # --- the boundaries, one at a time -------------------------------------------------------------------------------
@@ -219,9 +219,9 @@ def test_a_patch_never_carries_a_link_to_a_host_path(tmp_path: Path) -> None:
     assert ws.outside_links() == outward
     assert "b/alias.py" in patch and "+x = 2" in patch
     assert not any(f"b/{rel}" in patch for rel in outward)
-    target = _git_repo(tmp_path / "user", {"a.py": "x = 1\n", "sub/b.py": "y = 2\n"})
-    subprocess.run(["git", "apply"], input=patch, text=True, cwd=target, check=True)
-    assert (target / "alias.py").is_symlink() and not (target / "leak.txt").exists()
+    user = _git_repo(tmp_path / "user", {"a.py": "x = 1\n", "sub/b.py": "y = 2\n"})
+    subprocess.run(["git", "apply"], input=patch, text=True, cwd=user, check=True)
+    assert (user / "alias.py").is_symlink() and not (user / "leak.txt").exists()
 
 
 PLANTER = """import os
