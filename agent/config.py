@@ -1,18 +1,30 @@
-"""One settings object, layered: defaults < mendloop.toml / [tool.mendloop] < MENDLOOP_* env < command-line flags.
+"""One settings object, layered: defaults < the user's config file < the repository's mendloop.toml /
+[tool.mendloop] < MENDLOOP_* env < command-line flags.
 
 Why one object: every front door (solve, fix, batch, demo) takes the same model, sandbox and budget options, and a
 run's settings are written into its checkpoint so that ``--resume`` continues with exactly what was asked.
+
+Why the repository's layer is filtered: the repository is what is being repaired, and it is not trusted (see
+SECURITY.md). It may say what a repair needs - the test command, setup, image, budgets, editable paths - but not
+what weakens the sandbox or sends the user's credentials elsewhere: ``sandbox = "local"``, ``network``,
+``pass_env``, ``base_url``, ``api_key``, ``extra_body``, raised resource limits, a Dockerfile outside the
+repository, ``protect_tests = false``, and anything this module does not know to be harmless (:func:`repo_refusals`).
+Those are dropped with one warning line unless the user trusts the repository's config: ``--trust-repo-config``,
+``MENDLOOP_TRUST_REPO_CONFIG=1``, or ``trust_repo_config = true`` in the user's own config file
+(``$XDG_CONFIG_HOME/mendloop/config.toml``, by default ``~/.config/mendloop/config.toml``), whose settings are the
+user's and apply without question.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, TypeAdapter, ValidationError, model_validator
 
 from sandboxes.base import Limits, SandboxSpec
 from tools.errors import FatalError
@@ -88,6 +100,9 @@ class Settings(BaseModel):
     command_timeout: float = 120.0
     output_bytes: int = 1_000_000
     pass_env: list[str] = Field(default_factory=list)
+
+    # --- trust --------------------------------------------------------------------------------------------------
+    trust_repo_config: bool = False  # let the repository's own config weaken isolation (see the module docstring)
 
     _own_extra_body: dict[str, Any] | None = PrivateAttr(default=None)
 
@@ -198,21 +213,154 @@ _ENV_ALIASES: dict[str, tuple[str, ...]] = {
 
 def file_config(repo: Path | None) -> dict[str, Any]:
     """Read ``mendloop.toml`` (top level) or ``[tool.mendloop]`` in ``pyproject.toml`` of ``repo``."""
+    found = _repo_config(repo)
+    return found[1] if found else {}
+
+
+def _repo_config(repo: Path | None) -> tuple[Path, dict[str, Any]] | None:
+    """The repository's config file and its settings, or ``None``."""
     if repo is None:
-        return {}
+        return None
     for name, section in (("mendloop.toml", ()), ("pyproject.toml", ("tool", "mendloop"))):
         path = repo / name
         if not path.is_file():
             continue
-        try:
-            data: Any = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        data: Any = _read_toml(path)
         for key in section:
             data = data.get(key, {}) if isinstance(data, dict) else {}
         if data:
-            return {str(k).replace("-", "_"): v for k, v in dict(data).items()}
-    return {}
+            return path, {str(k).replace("-", "_"): v for k, v in dict(data).items()}
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def user_config_path(environ: Mapping[str, str]) -> Path | None:
+    """``$XDG_CONFIG_HOME/mendloop/config.toml``, else ``$HOME/.config/mendloop/config.toml``; ``None`` without
+    either variable (so that ``environ={}`` reads no file at all)."""
+    if environ.get("XDG_CONFIG_HOME"):
+        return Path(environ["XDG_CONFIG_HOME"]) / "mendloop" / "config.toml"
+    if environ.get("HOME"):
+        return Path(environ["HOME"]) / ".config" / "mendloop" / "config.toml"
+    return None
+
+
+def user_config(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The user's own settings (top-level keys of their config file): trusted like their flags."""
+    path = user_config_path(environ)
+    if path is None or not path.is_file():
+        return {}
+    return {str(k).replace("-", "_"): v for k, v in _read_toml(path).items()}
+
+
+# --- what a repository's own config may set ---------------------------------------------------------------------
+
+# Settings a repository may set freely: what its repair needs, nothing that reaches past the sandbox.
+REPO_MAY_SET = frozenset(
+    {
+        "model",
+        "dialect",
+        "temperature",
+        "top_p",
+        "max_completion_tokens",
+        "context_tokens",
+        "request_timeout",
+        "max_retries",
+        "max_iterations",
+        "max_model_calls",
+        "max_total_tokens",
+        "max_wall_time",
+        "max_cost",
+        "test_cmd",
+        "lint_cmds",
+        "reproduce",
+        "reproduce_attempts",
+        "traces",
+        "candidates",
+        "history",
+        "sample_temperature",
+        "retry_temperatures",
+        "keep_tests",
+        "editable",
+        "image",
+        "setup",
+        "command_timeout",
+    }
+)
+# Limits of the sandbox a repository may lower but not raise.
+REPO_MAY_LOWER = frozenset({"memory_mb", "pids", "cpus", "output_bytes"})
+_SHOW_VALUE = frozenset({"sandbox", "network", "protect_tests", *REPO_MAY_LOWER})
+
+
+def repo_refusals(layer: Mapping[str, Any], below: Mapping[str, Any]) -> list[str]:
+    """The keys of a repository's config that weaken isolation or redirect credentials. ``below`` holds the layers
+    under it (the user's config), against which a limit counts as raised.
+
+    Safe by default: a key not known to be harmless (a setting added later, say) is refused too, and
+    ``trust_repo_config`` always is (only the user can give trust).
+    """
+    return [key for key, value in layer.items() if key == "trust_repo_config" or not _repo_may(key, value, below)]
+
+
+def _repo_may(key: str, value: Any, below: Mapping[str, Any]) -> bool:
+    if key in REPO_MAY_SET:
+        return True
+    if key == "sandbox":
+        return bool(value != "local")
+    if key == "network":
+        return value is False
+    if key == "protect_tests":
+        return value is True
+    if key == "pass_env":
+        return bool(value == [])
+    if key == "dockerfile":
+        path = PurePosixPath(str(value))
+        return isinstance(value, str) and not path.is_absolute() and ".." not in path.parts
+    if key in REPO_MAY_LOWER:
+        limit = below.get(key, Settings.model_fields[key].default)
+        return isinstance(value, int | float) and not isinstance(value, bool) and value <= limit
+    return False
+
+
+def _trusted(layers: list[Mapping[str, Any]]) -> bool:
+    """Whether the user (their config, env or flags) trusts the repository's config; the last layer saying wins."""
+    said = [layer["trust_repo_config"] for layer in layers if layer.get("trust_repo_config") is not None]
+    if not said:
+        return False
+    try:
+        return TypeAdapter(bool).validate_python(said[-1])
+    except ValidationError:
+        raise ConfigError(f"invalid setting trust_repo_config: {said[-1]!r} is not true or false") from None
+
+
+def _stderr_warning(message: str) -> None:
+    sys.stderr.write(f"mendloop: warning: {message}\n")
+    sys.stderr.flush()
+
+
+def _repo_layer(
+    repo: Path | None, trusted: bool, below: Mapping[str, Any], warn: Callable[[str], None]
+) -> dict[str, Any]:
+    """The repository's settings, without the ones it may not set (said in one warning line) unless trusted."""
+    found = _repo_config(repo)
+    if found is None:
+        return {}
+    path, layer = found
+    refused = repo_refusals(layer, below) if not trusted else [k for k in layer if k == "trust_repo_config"]
+    if refused:
+        shown = ", ".join(f"{k} = {layer[k]!r}" if k in _SHOW_VALUE else k for k in refused)
+        warn(
+            f"ignored in {path}: {shown} (a repository's config may not weaken the sandbox or redirect "
+            "credentials; allow it with --trust-repo-config or in ~/.config/mendloop/config.toml)"
+        )
+    return {k: v for k, v in layer.items() if k not in refused}
 
 
 def env_config(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -237,12 +385,24 @@ def load_settings(
     repo: Path | None = None,
     flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    *,
+    warn: Callable[[str], None] | None = None,
 ) -> Settings:
-    """Merge the layers; ``None`` flags mean "not given" and do not override lower layers."""
+    """Merge the layers; ``None`` flags mean "not given" and do not override lower layers.
+
+    ``environ`` (default ``os.environ``) also locates the user's config file. What the repository's config may not
+    set is dropped and said through ``warn`` (default: one line on stderr), unless the user trusts it.
+    """
+    env = os.environ if environ is None else environ
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    mine = user_config(env)
+    from_env = env_config(env)
+    trusted = _trusted([mine, from_env, given])
     merged: dict[str, Any] = {}
-    merged.update(file_config(repo))
-    merged.update(env_config(os.environ if environ is None else environ))
-    merged.update({k: v for k, v in (flags or {}).items() if v is not None})
+    merged.update(mine)
+    merged.update(_repo_layer(repo, trusted, mine, warn or _stderr_warning))
+    merged.update(from_env)
+    merged.update(given)
     try:
         return Settings(**merged)
     except ValidationError as exc:

@@ -1,21 +1,45 @@
 """report.md: what was tried, the tests per round, the candidates, tokens, and why the run ended.
 
 Why markdown: the same text is the body of a pull request (GitHub front door) and the per-task report of a batch.
-It is built only from the state and the usage, never from the settings' secret. A round reads as it does everywhere
-else (:mod:`agent.rounds`).
+It is built only from the state and the usage, never from the settings' secret, and the whole text passes the one
+scrubber (:mod:`tools.secrets`): a test output or an observation quoting a secret shows ``***``. A round reads as it
+does everywhere else (:mod:`agent.rounds`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agent.budget import Usage
 from agent.rounds import Round, fence, markdown_observations, markdown_table
 from agent.state import RepairState
 from agent.task import Task
+from tools.secrets import scrub
 
 
-def render_report(task: Task, state: RepairState, usage: Usage, duration: float, model: str) -> str:
+def link_notes(links: Mapping[str, str]) -> list[str]:
+    """The report's line for each symbolic link left out of the patch because it points outside the repository."""
+    return [
+        f"left out of the patch: symbolic link `{rel} -> {target}`, which points outside the repository"
+        for rel, target in sorted(links.items())
+    ]
+
+
+def render_report(
+    task: Task,
+    state: RepairState,
+    usage: Usage,
+    duration: float,
+    model: str,
+    *,
+    notes: Sequence[str] = (),
+) -> str:
+    """report.md for a finished (or interrupted) run; ``notes`` are said under the patch (links left out, ...)."""
+    return scrub(_render(task, state, usage, duration, model, notes))
+
+
+def _render(task: Task, state: RepairState, usage: Usage, duration: float, model: str, said: Sequence[str]) -> str:
     status = state.get("status", "unresolved")
     lines = [
         f"# mendloop: {task.title or task.instance_id}",
@@ -58,7 +82,8 @@ def render_report(task: Task, state: RepairState, usage: Usage, duration: float,
         lines.append("")
     patch = state.get("final_patch", "")
     lines += ["## Patch", "", fence(patch, "diff") if patch.strip() else "(empty)", ""]
-    return "\n".join(lines)
+    lines += [f"- {note}" for note in said]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def _summary(report: dict[str, Any]) -> str:

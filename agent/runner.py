@@ -22,13 +22,14 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agent.budget import Budget, Usage
 from agent.config import Settings, tuned
-from agent.context import Observer, Progress, RunContext
+from agent.context import Observer, Progress, RunContext, scrub_checkpoints
 from agent.graph import build_graph
 from agent.model import probe_server
-from agent.report import render_report
+from agent.report import link_notes, render_report
 from agent.state import RepairState
 from agent.task import RunResult, Task
 from tools.errors import FatalError
+from tools.secrets import remember_settings, scrub_obj
 from tools.testing import TestReport
 from tools.workspace import Workspace, validate_repo
 
@@ -160,6 +161,7 @@ def solve(
     started = time.monotonic()
     run_dir = run_dir.resolve()
     _check_task(task, settings)
+    remember_settings(settings)  # before anything is written: run.json holds the task text
     checkpoints = run_dir / CHECKPOINTS
     if resume:
         if not checkpoints.is_file():
@@ -170,13 +172,12 @@ def solve(
             raise FatalError(f"{run_dir} already holds a run: pass --resume {run_dir}, or choose another --out")
         settings = _tuned(settings, progress or (lambda _m: None))
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / RUN_FILE).write_text(
-            json.dumps({"task": task.to_dict(), "settings": settings.public_dict()}, indent=2), encoding="utf-8"
-        )
+        record = scrub_obj({"task": task.to_dict(), "settings": settings.public_dict()})
+        (run_dir / RUN_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
         workspace = Workspace.create(task.repo, run_dir / "workspace")
     conn = sqlite3.connect(str(checkpoints), check_same_thread=False)
     try:
-        app = build_graph().compile(checkpointer=SqliteSaver(conn))
+        app = build_graph().compile(checkpointer=scrub_checkpoints(SqliteSaver(conn)))
         values: dict[str, Any] = dict(app.get_state(THREAD).values) if resume else {}
         usage = _usage_so_far(run_dir, settings) if resume else Usage()
         before = float(json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8")).get("elapsed", 0.0))
@@ -208,7 +209,9 @@ def solve(
     finally:
         conn.close()
     duration = time.monotonic() - started
-    (run_dir / "report.md").write_text(render_report(task, state, usage, duration, settings.model), encoding="utf-8")
+    notes = link_notes(workspace.outside_links())
+    report = render_report(task, state, usage, duration, settings.model, notes=notes)
+    (run_dir / "report.md").write_text(report, encoding="utf-8")
     if not (run_dir / "trajectory.jsonl").exists():
         (run_dir / "trajectory.jsonl").touch()
     return _result(state, run_dir, usage, duration)

@@ -6,6 +6,12 @@ agent's change is always ``git diff`` against a baseline commit made at copy tim
 scratch repo is ours, so it is fine to use its index freely; snapshots are tree objects written from that index,
 which makes fanning out candidates cheap. Its git directory lives beside the tree (:func:`git_dir_of`), and every
 git call on it goes through :func:`scratch_git`.
+
+Why a diff leaves some things out: the tree is written by untrusted code. A symbolic link that points outside the
+tree (``leak -> /proc/self/environ``, ``key -> /home/me/.ssh/id_rsa``) is never part of a change - applied to the
+user's checkout it would hand the next tool that reads it a host file - so :meth:`Workspace.diff` omits it and
+:meth:`Workspace.outside_links` names it for the report. Added lines holding one of the user's secrets (a test that
+wrote its environment into a file) are masked by the one scrubber, :mod:`tools.secrets`.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pathlib import Path
 from tools import proc
 from tools.errors import FatalError
 from tools.git import Git
+from tools.secrets import known, scrub
 
 __all__ = ["Workspace", "apply_patch", "validate_repo"]
 
@@ -134,11 +141,30 @@ class Workspace:
         ``exclude`` holds gitignore-like globs (``tests/test_issue*.py``; a pattern without ``/`` matches
         at any depth). With ``binary`` (the default) binary files carry a full ``GIT binary patch`` so the
         diff can be re-applied; without it they are only marked ``Binary files ... differ`` (for a model).
+        A symbolic link pointing outside the tree is never in it (see :meth:`outside_links`), and added lines
+        have the user's secrets masked.
         """
         args = ["diff", "--cached", "--no-color", "--no-ext-diff", "--no-renames", "--src-prefix=a/"]
         args += ["--dst-prefix=b/", "--full-index", *(["--binary"] if binary else []), self.base]
-        text = self._staged(*args, "--", *_pathspec(exclude)).stdout
+        outside = [f":(exclude,literal){rel}" for rel in self.outside_links()]  # stages the tree too
+        spec = _pathspec(exclude)
+        spec = [*(spec or ["."]), *outside] if outside else spec
+        text = _scrub_added(self.git.run(*args, "--", *spec).stdout)
         return text if not text or text.endswith("\n") else text + "\n"
+
+    def outside_links(self) -> dict[str, str]:
+        """Symbolic links added or changed since base whose target leaves the tree (absolute, ``..`` past the top,
+        or through another link): ``rel -> target``. They are left out of every diff."""
+        raw = self._staged("diff", "--cached", "--raw", "-z", "--no-renames", "--no-abbrev", self.base).stdout
+        fields = raw.split("\0")
+        found: dict[str, str] = {}
+        for meta, rel in zip(fields[0::2], fields[1::2], strict=False):
+            parts = meta.split()
+            if len(parts) >= 5 and parts[1] == "120000" and parts[4] != "D":
+                target = _link_target(self.root / rel)
+                if target is not None and _leaves(self.root, rel, target):
+                    found[rel] = target
+        return found
 
     def changed_files(self, *, exclude: Iterable[str] = ()) -> list[str]:
         """Paths (relative, ``/``-separated) that differ from base: added, modified or deleted."""
@@ -212,6 +238,32 @@ def apply_patch(target: Path, patch: str, *, check_only: bool = False) -> None:
     target = validate_repo(target)
     git = Git(target, env={"GIT_CEILING_DIRECTORIES": str(target.parent)})
     git.apply(patch, merge=True, check_only=check_only)
+
+
+def _link_target(path: Path) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def _leaves(root: Path, rel: str, target: str) -> bool:
+    """Does the link ``rel -> target`` point outside ``root``: absolute, lexically above it, or once resolved?"""
+    if os.path.isabs(target):
+        return True
+    lexical = os.path.normpath(os.path.join(os.path.dirname(rel), target))
+    if lexical == ".." or lexical.startswith("../"):
+        return True
+    top = root.resolve()
+    return not Path(os.path.realpath(root / rel)).is_relative_to(top)
+
+
+def _scrub_added(diff: str) -> str:
+    """Mask secrets in added lines only: context and removed lines are the base's own text and must still match."""
+    if not any(secret in diff for secret in known()):
+        return diff
+    lines = diff.split("\n")
+    return "\n".join(scrub(line) if line.startswith("+") and not line.startswith("+++ ") else line for line in lines)
 
 
 def scratch_git(root: Path) -> Git:

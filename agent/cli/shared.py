@@ -125,6 +125,12 @@ SETTINGS_OPTIONS: tuple[Opt, ...] = (
     Opt("image", "--image", "Docker image (default python:3.12-slim).", SANDBOX),
     Opt("network", "--network/--no-network", "Let sandboxed code use the network (off by default).", SANDBOX),
     Opt("command_timeout", "--command-timeout", "Seconds per sandboxed command (default 120).", SANDBOX),
+    Opt(
+        "trust_repo_config",
+        "--trust-repo-config/--no-trust-repo-config",
+        "Let the repository's own config weaken the sandbox or name the endpoint (see SECURITY.md).",
+        SANDBOX,
+    ),
 )
 """Every ``Settings`` field a command line can set; ``solve``, ``fix`` and ``batch`` take them all."""
 

@@ -20,7 +20,7 @@ from tools.errors import FatalError
 __all__ = ["doctor", "prune", "trace"]
 
 
-@options(settings_rows("sandbox", "image"))
+@options(settings_rows("sandbox", "image", "trust_repo_config"))
 def trace(
     test_id: Annotated[str, typer.Argument(help="A pytest test id, e.g. tests/test_x.py::test_y.")],
     repo: Annotated[Path, typer.Option("--repo", help="The repository (default: here).")] = Path("."),
@@ -51,7 +51,7 @@ def trace(
     return 0
 
 
-@options(settings_rows("base_url", "model", "sandbox", "image"))
+@options(settings_rows("base_url", "model", "sandbox", "image", "trust_repo_config"))
 def doctor(repo: Annotated[Path | None, typer.Option("--repo")] = None, *, flags: Flags) -> int:
     """Check the endpoint, Docker, bubblewrap and the image; say what is missing and how to fix it."""
     from agent.doors.doctor import render_doctor, run_doctor

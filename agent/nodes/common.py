@@ -18,7 +18,9 @@ from agent.dialects.base import Parsed, observation_body
 from agent.model import Completion
 from agent.state import RepairState
 from sandboxes.base import Sandbox
+from tools.testconfig import WHOLE_FILE_CONFIGS, check_against_baseline, config_changes, pinned
 from tools.testing import TestReport, case_in_file, merge_reports, run_tests
+from tools.workspace import Workspace
 
 
 def system_message(ctx: RunContext, *, tools: bool = True) -> dict[str, Any]:
@@ -83,19 +85,23 @@ def add_user(messages: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
 
 
 def protection(ctx: RunContext, state: RepairState) -> Callable[[str], str | None]:
-    """The rule the patcher applies: existing tests and accepted reproduction tests may not be edited."""
+    """The rule the patcher applies: existing tests, accepted reproduction tests and the files that configure the
+    tests (conftest.py, pytest.ini, tox.ini, ... - see ``tools.testconfig``) may not be edited."""
     protected = set(state.get("protected", [])) if ctx.settings.protect_tests else set()
     repro = set(state.get("repro_files", []))
     editable = [*ctx.settings.editable, *ctx.task.editable]
 
     def check(path: str) -> str | None:
         rel = path.removeprefix("./")
+        name = rel.rsplit("/", 1)[-1]
         if rel in repro:
             return f"{rel} is an accepted reproduction test; a fix may not weaken the check. Change the code instead."
         if rel in protected:
             return f"{rel} is one of the repository's tests, which are protected; a fix may not weaken them."
-        if ctx.settings.protect_tests and rel.rsplit("/", 1)[-1] == "conftest.py":
+        if ctx.settings.protect_tests and name == "conftest.py":
             return f"{rel}: a new conftest.py could skip or rewrite tests; fix the code under test instead."
+        if ctx.settings.protect_tests and name in WHOLE_FILE_CONFIGS:
+            return f"{rel} configures which tests run, and is protected like the tests; fix the code instead."
         if editable and not any(fnmatch.fnmatch(rel, pat) for pat in editable):
             return f"{rel} is outside the files this run may edit ({', '.join(editable)})."
         return None
@@ -122,14 +128,28 @@ def test_cmd(ctx: RunContext, state: RepairState) -> str:
 
 
 def run_suite(ctx: RunContext, state: RepairState, sandbox: Sandbox | None = None) -> TestReport:
-    """The test command as configured, plus any accepted reproduction test it did not run by itself.
+    """The test command as configured, plus any accepted reproduction test it did not run by itself, run with the
+    base commit's test configuration and judged against the baseline (see ``tools.testconfig``).
 
     Why two runs at most and not one with the files appended: naming a file on pytest's command line narrows the run to
     that file, so the regression suite would silently stop being checked. The second run takes the command's form
     (``run_tests`` with ``tests=``): pytest on the files, unittest on their modules, and for any other command
-    ``python FILE`` - its own case in the merged report, so a kept script counts like any test.
+    ``python FILE`` - its own case in the merged report, so a kept script counts like any test. Why the base
+    configuration whatever the tree holds: a change to ``addopts``, ``testpaths`` or a conftest.py could make a failing
+    test vanish; such a change, and any test of the baseline that no longer runs, make the report one that is not
+    resolved.
     """
     box = sandbox or ctx.sandbox
+    if not ctx.settings.protect_tests:
+        return _suite(ctx, state, box)
+    tree = ctx.workspace if Path(box.root) == ctx.workspace.root else Workspace.open(Path(box.root))
+    with pinned(tree) as aside:
+        report = _suite(ctx, state, box)
+        changes = config_changes(tree, aside)
+    return check_against_baseline(report, state.get("baseline"), changes)
+
+
+def _suite(ctx: RunContext, state: RepairState, box: Sandbox) -> TestReport:
     cmd = test_cmd(ctx, state)
     timeout = ctx.settings.command_timeout * 5
     repro = list(state.get("repro_files", []))

@@ -54,6 +54,7 @@ FLAG_FIELDS = {
     "--image": "image",
     "--network/--no-network": "network",
     "--command-timeout": "command_timeout",
+    "--trust-repo-config/--no-trust-repo-config": "trust_repo_config",
 }
 
 
@@ -129,8 +130,9 @@ def test_the_other_commands_take_the_rows_they_name() -> None:
     wanted = table_flags(SETTINGS_OPTIONS)
     taken = {name: set(described(subcommand(name), wanted)) for name in ("demo", "trace", "doctor", "serve-local")}
     assert taken["demo"] == {"--sandbox", "--base-url", "--model", "--dialect", "--max-iterations"}
-    assert taken["trace"] == {"--sandbox", "--image"}
-    assert taken["doctor"] == {"--sandbox", "--image", "--base-url", "--model"}
+    trust = {"--trust-repo-config"}
+    assert taken["trace"] == {"--sandbox", "--image", *trust}
+    assert taken["doctor"] == {"--sandbox", "--image", "--base-url", "--model", *trust}
     # serve-local's --model is its own (a .gguf file), not the endpoint's model name
     assert described(subcommand("serve-local"), {"--model"})["--model"][4].startswith("A .gguf file")
 

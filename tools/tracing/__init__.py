@@ -19,6 +19,11 @@ cap, a budget), the first frame after the gap carries ``gap`` (what was left out
 grammar's own way to start over, as a call frame does - and the ONE marker of the gap is outside the token stream:
 the note line of :func:`render_cwm_prompt` (CWM's grammar has no token for "left out", and an invented frame would
 teach the model a step the program never took), or an indented line of :func:`render_readable`.
+
+Links are never followed on the host: the tracer's own paths are cleared of links before they are written and the
+trace is not read back through one (the traced code may plant them), and the tracer writes its JSON as a new file
+(``O_EXCL | O_NOFOLLOW``). A project file that resolves outside the project is not project code, so it is never
+traced.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import json
 import math
 import re
 import shlex
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -227,6 +233,7 @@ def _run_tracer(
     env: Mapping[str, str] | None,
     step_into: int = 0,
 ) -> Trace | None:
+    _clear_links(Path(sandbox.root))
     # an empty trace file first: a tracer that never starts (no such interpreter) must not leave an old trace to read
     sandbox.put({TRACER_PATH: _TRACER.read_bytes(), ".mendloop/.gitignore": b"*\n", TRACE_OUT: b""})
     cmd = [python, TRACER_PATH, "--out", TRACE_OUT, "--max-frames", str(max_frames), "--max-repr", str(max_repr)]
@@ -237,6 +244,8 @@ def _run_tracer(
         cmd += ["--step-into", str(step_into)]
     # through the shell: an interpreter the sandbox lacks is exit 127 (no trace), not an error of the sandbox
     sandbox.run(shlex.join([*cmd, *mode]), timeout=timeout, env=env)
+    if _unreadable(Path(sandbox.root)):
+        return None
     try:
         raw = sandbox.get(TRACE_OUT)
     except (OSError, KeyError):
@@ -245,6 +254,29 @@ def _run_tracer(
         return trace_from_json(json.loads(raw.decode("utf-8", "replace")))
     except (ValueError, TypeError, KeyError):
         return None
+
+
+# The tracer's files in the workspace; the traced code runs as the sandbox user and may have put a link at any.
+_OWN_PATHS = (".mendloop", TRACER_PATH, ".mendloop/.gitignore", TRACE_OUT)
+
+
+def _clear_links(root: Path) -> None:
+    """Remove a link at any of the tracer's paths before writing them: a link would take the write elsewhere."""
+    for rel in _OWN_PATHS:
+        if (root / rel).is_symlink():
+            (root / rel).unlink()
+
+
+def _unreadable(root: Path) -> bool:
+    """Whether the trace would be read back through a link, or is not a regular file (a FIFO would hang the
+    read); the traced code may have planted either while the test ran. Then it is not read."""
+    if (root / ".mendloop").is_symlink():
+        return True
+    try:
+        mode = (root / TRACE_OUT).lstat().st_mode
+    except OSError:
+        return False  # nothing here: a backend with its own copy (Docker) is asked, which refuses non-files
+    return not stat.S_ISREG(mode)
 
 
 def trace_from_json(document: Mapping[str, Any]) -> Trace | None:

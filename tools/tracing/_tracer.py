@@ -831,7 +831,7 @@ def main(argv=None):
         argv, args = argv[:cut], argv[cut + 1 :]
     options = parser.parse_args(argv)
     out = os.path.abspath(options.out)
-    if os.path.exists(out):
+    if os.path.lexists(out):
         os.remove(out)  # never let the host read a stale trace
     root = os.path.realpath(options.root)
     if options.test:
@@ -840,12 +840,21 @@ def main(argv=None):
         document = _trace_unittest(options, root)
     else:
         document = _trace_script(options, root, args)
+    _write_trace(out, document)
+    return 0
+
+
+def _write_trace(out, document):
+    """Write the JSON as a new regular file: the traced code may have planted a link at ``out`` meanwhile, and
+    writing through it would put the trace wherever the link points (or let the host read that file back)."""
     directory = os.path.dirname(out)
     if directory and not os.path.isdir(directory):
         os.makedirs(directory)
-    with open(out, "w", encoding="utf-8") as handle:
+    if os.path.lexists(out):
+        os.remove(out)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    with os.fdopen(os.open(out, flags, 0o644), "w", encoding="utf-8") as handle:
         json.dump(document, handle)
-    return 0
 
 
 if __name__ == "__main__":

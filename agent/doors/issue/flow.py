@@ -4,7 +4,8 @@ Why the order: everything that can fail on the user's input (the reference, the 
 tree, a branch that exists) is checked *before* anything is cloned, run or written, so an error leaves no side
 effects. The repair itself is :func:`agent.runner.solve` and never sees the token: it is not in the task, not
 in the settings, and hidden from this process's environment while the repair runs (a ``local`` sandbox
-inherits it)."""
+inherits it). It is still in ``/proc/self/environ``, which is why nothing on the host follows a repository's link
+(see SECURITY.md), and the one scrubber masks it in every record, the patch, the commit and the pull request."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from agent.runner import default_run_dir
 from agent.task import RunResult, Task
 from tools.errors import FatalError
 from tools.git import Git
+from tools.secrets import scrub
 
 __all__ = ["IssueOutcome", "IssueRequest", "Plan", "Solver", "solve_issue"]
 
@@ -344,7 +346,7 @@ def commit_message(issue: Issue, result: RunResult) -> str:
         f"Repaired by mendloop for {issue.ref}: {result.tests_passed} tests pass, "
         f"{result.tests_failed} fail, after {result.iterations} round(s)."
     )
-    return f"{subject}\n\n{summary}\n\nFixes #{n}\n"
+    return scrub(f"{subject}\n\n{summary}\n\nFixes #{n}\n")
 
 
 def pr_body(plan: Plan) -> str:
@@ -353,7 +355,7 @@ def pr_body(plan: Plan) -> str:
     report = report_path.read_text(encoding="utf-8", errors="replace") if report_path.is_file() else ""
     if len(report) > _PR_BODY_LIMIT:
         report = report[:_PR_BODY_LIMIT] + "\n\n…(report cut; the full report is in the run directory)\n"
-    return f"{report.rstrip()}\n\nFixes #{plan.ref.number}\n".lstrip()
+    return scrub(f"{report.rstrip()}\n\nFixes #{plan.ref.number}\n".lstrip())
 
 
 def _one_line(text: str) -> str:

@@ -11,7 +11,6 @@ The token is a secret: it lives only in :class:`GitHubClient` (whose ``repr`` hi
 
 from __future__ import annotations
 
-import base64
 import re
 import shutil
 import time
@@ -24,6 +23,7 @@ import httpx
 
 from tools.errors import FatalError
 from tools.proc import run
+from tools.secrets import remember, scrub
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -237,6 +237,12 @@ def api_url_from(flag: str | None, environ: Mapping[str, str]) -> str:
 def resolve_token(environ: Mapping[str, str], api_url: str = DEFAULT_API_URL) -> str | None:
     """``GITHUB_TOKEN`` (or ``GH_TOKEN``), else ``gh auth token`` when gh is installed, else ``None``
     (anonymous)."""
+    token = _find_token(environ, api_url)
+    remember(token)  # masked from here on in every record and message (see tools/secrets.py)
+    return token
+
+
+def _find_token(environ: Mapping[str, str], api_url: str) -> str | None:
     for name in TOKEN_ENVS:
         value = environ.get(name, "").strip()
         if value:
@@ -253,13 +259,9 @@ def resolve_token(environ: Mapping[str, str], api_url: str = DEFAULT_API_URL) ->
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """``text`` with every secret masked, also in the base64 ``x-access-token:`` form git's header carries."""
-    for secret in secrets:
-        if not secret:
-            continue
-        basic = base64.b64encode(f"x-access-token:{secret}".encode()).decode()
-        text = text.replace(secret, "***").replace(basic, "***")
-    return text
+    """``text`` with every secret masked, also in the base64 ``x-access-token:`` form git's header carries (the one
+    scrubber, :func:`tools.secrets.scrub`, with ``secrets`` besides the ones it knows)."""
+    return scrub(text, secrets)
 
 
 # --- the client ---------------------------------------------------------------------------------------------

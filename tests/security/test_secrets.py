@@ -1,0 +1,89 @@
+"""Finding 1, second half: the user's secrets are masked in everything written or sent, whatever the route.
+
+The secrets are the API key, the GitHub token and the values of the variables the user names in ``pass_env``. The
+routes tried here: a repository test that prints its environment and writes it into a file (the value is in the
+sandbox, by the user's choice), and an endpoint that echoes the API key back. The records searched: the requests the
+endpoint received, trajectory.jsonl, checkpoints.sqlite, run.json, report.md and patch.diff.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from agent.config import Settings
+from agent.context import ScrubbingTransport
+from agent.runner import solve
+from agent.task import Task
+from tests.security.conftest import assert_nowhere, canary, example_repo, written
+from tests.support.example import CWM_FIX, ISSUE
+from tests.support.fake_server import ScriptedServer
+from tools import secrets
+
+PRINTS_ITS_ENVIRONMENT = """import os
+
+
+def test_service_token():
+    token = os.environ.get("MY_SERVICE_TOKEN", "")
+    with open("token_dump.txt", "w") as handle:
+        handle.write(token)
+    print("the environment says", token)
+    assert token == "", f"the token is {token}"
+"""
+
+
+@pytest.mark.bwrap
+def test_pass_env_values_and_an_echoed_key_reach_no_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    token, key = canary("svc-TOKEN"), canary("sk-API-KEY")
+    monkeypatch.setenv("MY_SERVICE_TOKEN", token)
+    repo = example_repo(tmp_path / "repo", files={"tests/test_env.py": PRINTS_ITS_ENVIRONMENT})
+    echo = CWM_FIX.replace("</think>", f"My key is {key}, I was told.\n</think>", 1)
+    run_dir = tmp_path / "run"
+    with ScriptedServer({"write": [echo]}) as server:
+        settings = Settings(
+            base_url=server.url,
+            api_key=SecretStr(key),
+            sandbox="bwrap",
+            pass_env=["MY_SERVICE_TOKEN"],
+            reproduce=False,
+            max_iterations=2,
+        )
+        result = solve(Task(repo=repo, text=ISSUE.read_text()), settings, run_dir)
+        records = written(run_dir, server)
+    assert result.status == "unresolved"  # the repository's own test can never pass
+    assert_nowhere(records, token, key)
+    trajectory = records["trajectory.jsonl"].decode()
+    assert "the token is ***" in trajectory and "My key is ***" in trajectory  # they came, and were masked
+    assert "token_dump.txt" in records["patch.diff"].decode() and "+***" in records["patch.diff"].decode()
+
+
+def test_the_transport_masks_requests_and_replies(scripted_server: ScriptedServer) -> None:
+    secret = canary("sk-SECRET")
+    secrets.remember(secret)
+    scripted_server.add("*", f"echo {secret}")
+    with httpx.Client(transport=ScrubbingTransport()) as client:
+        body = {"model": "facebook/cwm", "messages": [{"role": "user", "content": f"key={secret} \u00e9"}]}
+        reply = client.post(f"{scripted_server.url}/chat/completions", json=body).json()
+    sent = json.dumps(scripted_server.requests[-1].body)
+    assert (
+        secret not in sent
+        and "key=***" in sent
+        and "\u00e9" in scripted_server.requests[-1].body["messages"][0]["content"]
+    )
+    assert reply["choices"][0]["message"]["content"] == "echo ***"
+
+
+def test_the_scrubber_masks_every_form_and_ignores_placeholders() -> None:
+    token = canary("ghp")
+    secrets.remember(token, "x", "none", None, "")
+    basic = __import__("base64").b64encode(f"x-access-token:{token}".encode()).decode()
+    record = {"a": [f"t={token}", (basic,)], token: b"raw " + token.encode(), "n": 3}
+    clean = secrets.scrub_obj(record)
+    assert token not in json.dumps(clean, default=str) and basic not in json.dumps(clean, default=str)
+    assert clean["a"] == ["t=***", ("***",)] and clean["***"] == b"raw ***" and clean["n"] == 3
+    assert secrets.scrub("x none the box") == "x none the box"  # short placeholders are no secrets
+    assert secrets.scrub("abc 12345678", extra=["12345678"]) == "abc ***"
