@@ -26,6 +26,7 @@ from agent.budget import Budget, Usage
 from agent.config import Settings
 from agent.streaming import Listener, stream_chat
 from tools.errors import FatalError
+from tools.secrets import scrub
 
 __all__ = [
     "NODE_HEADER",
@@ -466,7 +467,7 @@ class ModelClient:
     def _scrub(self, text: str) -> str:
         # Why the length floor: the key is never written on purpose; this guards against servers that echo it. A
         # placeholder such as "x" or "none" (local servers) is no secret, and replacing it would garble the record.
-        return text.replace(self._key, "***") if len(self._key) >= 8 else text
+        return scrub(text.replace(self._key, "***") if len(self._key) >= 8 else text)
 
     def _scrub_obj(self, value: Any) -> Any:
         if not self._key:

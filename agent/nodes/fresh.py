@@ -20,7 +20,7 @@ from agent.context import RunContext
 from agent.model import Completion, ContextOverflow
 from agent.nodes.common import protection, system_message
 from agent.nodes.prompting import Section, estimate_tokens, fit_sections, prompt_budget
-from agent.nodes.repo_context import defined_names, is_test_file, relevant_sources
+from agent.nodes.repo_context import defined_names, is_test_file, read_source, relevant_sources
 from agent.nodes.selection import normalize_patch
 from agent.prompts import render, template
 from agent.state import RepairState
@@ -105,9 +105,8 @@ def _code_sections(ctx: RunContext, state: RepairState, hints: str) -> list[Sect
     files = relevant_sources(root, ctx.task.text, hints, failing=_failing_files(state))
     sections = []
     for rank, rel in enumerate(files):
-        try:
-            text = (root / rel).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+        text = read_source(root, rel)  # a regular file only: never a link (it may be swapped in since the listing)
+        if text is None:
             continue
         label = f"`{rel}`"
         words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]{2,}", f"{ctx.task.text}\n{hints}"))
