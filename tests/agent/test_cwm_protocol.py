@@ -74,8 +74,8 @@ REQUIREMENTS:
 * You must invoke exactly one tool in each step before any <tool: submit> call.
 * After successful submission, provide a final response if the request is resolved, otherwise continue iterating. \
 You cannot provide a final response before invoking <tool: submit>.
-* When an edit or a new file applies cleanly, the repository's tests are run and their results come back with that \
-step's output."""
+* When an edit applies cleanly, the repository's tests are run and their results come back with that step's \
+output."""
 
 
 def cwm(body: str, thought: str = "Let me see.") -> str:
@@ -191,6 +191,16 @@ def test_an_answer_without_think_or_without_a_tool_is_a_format_observation(tmp_p
         body = chats(server)[0].body
     assert off.status == "resolved", off.reason
     assert body["chat_template_kwargs"] == {"enable_thinking": False}
+
+
+def test_a_new_file_alone_does_not_end_the_round(tmp_path: Path) -> None:
+    """CWM often writes a script to reproduce the bug, then runs it: the round goes on until the code is edited."""
+    script = cwm("<tool: create>\ncheck.py\nfrom stats import median\nprint(median([4, 1, 3, 2]))\n</tool>")
+    with ScriptedServer({"write": [script, bash("python check.py"), CWM_FIX]}) as server:
+        result = run(tmp_path, server)
+        asked = [r.body["messages"][-1]["content"] for r in chats(server)]
+    assert result.status == "resolved" and result.iterations == 1, result.reason
+    assert asked[2].startswith("<output>\n$ python check.py\n3\n")
 
 
 # -- row 2: observations and the budget of the whole repair ------------------------------------------------------------
