@@ -317,9 +317,10 @@ def _strict_turn(
 ) -> tuple[bool, list[dict[str, Any]]]:
     """One step of CWM's protocol: a format error runs nothing; otherwise the one tool call runs."""
     parsed: Parsed = answer.parsed
-    error = (parsed.think_error if reasoning_on(rnd.ctx) else "") or parsed.format_error
+    think = parsed.think_error if reasoning_on(rnd.ctx) else ""
+    error = think or parsed.format_error
     if error:
-        if rnd.submitted and not parsed.think_error:
+        if rnd.submitted and not think:
             return True, messages  # the final response after an accepted submission: the round is done
         rnd.log.append(error)
         return False, format_message(messages, answer.completion, error)
