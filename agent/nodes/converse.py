@@ -13,8 +13,9 @@ The protocol (``agent/nodes/protocol.py``), by default the one CWM was trained o
   one ``</think>`` gets the format error CWM's environment gave, as a bare user message, and NOTHING in it runs -
   its environment raised before executing anything. It still costs a turn, as it did there.
 * every result is ``<output>…</output>`` then ``<budget>`` with the turns and tokens left for the whole repair.
-* a round ends when a step changed the code cleanly (an edit or a new file that applies and parses), when a
-  submission is accepted, or when the model gives its final response after one (``submit_review``: an accepted
+* a round ends when a step changed the code cleanly (an edit of an existing file that applies and parses; a new
+  file alone does not end it - it is often a script to run next), when a submission is accepted, or when the model
+  gives its final response after one (``submit_review``: an accepted
   submission first shows the patch back for review, as CWM's environment did). ``verify`` then runs the tests;
   what it found goes into that last step's ``<output>`` at the start of the next round.
 * ``<tool: submit>`` takes the path of a patch file (``git diff`` format, starting with ``diff``): the workspace is
@@ -54,6 +55,7 @@ from agent.nodes.repo_context import gather
 from agent.prompts import render
 from agent.state import RepairState
 from sandboxes.base import Sandbox
+from tools.edits import CreateFile
 from tools.git import PatchError
 from tools.patching import PathRefused, apply_edit, check_syntax, resolve_path
 from tools.testing import TestReport
@@ -148,6 +150,7 @@ class _Step:
 
     text: str = ""
     changed: list[str] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)  # new files among ``changed`` (a scratch script, often)
     syntax: list[str] = field(default_factory=list)
     looked: bool = False
     submitted: bool = False
@@ -229,6 +232,8 @@ def _run(rnd: _Round, actions: list[Action], problems: list[str]) -> _Step:
             outcome = apply_edit(root, action, protected=guard)
             observations.append(outcome.message)
             step.changed.extend(outcome.changed)
+            if isinstance(action, CreateFile):
+                step.created.extend(outcome.changed)
     step.syntax = check_syntax(root, step.changed)
     observations.extend(step.syntax)
     step.text = "\n\n".join(o for o in observations if o)
@@ -312,9 +317,10 @@ def _strict_turn(
 ) -> tuple[bool, list[dict[str, Any]]]:
     """One step of CWM's protocol: a format error runs nothing; otherwise the one tool call runs."""
     parsed: Parsed = answer.parsed
-    error = (parsed.think_error if reasoning_on(rnd.ctx) else "") or parsed.format_error
+    think = parsed.think_error if reasoning_on(rnd.ctx) else ""
+    error = think or parsed.format_error
     if error:
-        if rnd.submitted and not parsed.think_error:
+        if rnd.submitted and not think:
             return True, messages  # the final response after an accepted submission: the round is done
         rnd.log.append(error)
         return False, format_message(messages, answer.completion, error)
@@ -323,11 +329,13 @@ def _strict_turn(
     clean = bool(step.changed) and not step.syntax
     if clean:
         rnd.applied.extend(step.changed)
+    # a new file alone (a script to reproduce the bug, say) is a step on the way, not yet a change to test
+    edited = clean and bool(set(step.changed) - set(step.created))
     if step.submitted:
         rnd.submitted = True
         if rnd.ctx.settings.submit_review:
             return False, observation(rnd.ctx, episode, messages, answer.completion, _review(step.text))
-    done = clean or step.submitted
+    done = edited or step.submitted
     return done, observation(rnd.ctx, episode, messages, answer.completion, step.text or "Done.")
 
 

@@ -149,11 +149,13 @@ def fold_feedback(episode: Episode, messages: list[dict[str, Any]], feedback: st
             break
         pending = message.get(PENDING)
         if isinstance(pending, dict):
-            output = "\n\n".join(part for part in (str(pending.get("output") or ""), feedback) if part)
+            parts = (str(pending.get("output") or ""), feedback.strip("\n"))
+            output = "\n\n".join(part for part in parts if part)
             content = _render(episode, out, pending, output)
             out[index] = {k: v for k, v in message.items() if k != PENDING} | {"content": content}
             return out
     used = messages_tokens(out)  # no count from the server for a conversation that ends in an answer: estimated
+    feedback = feedback.strip("\n")
     body = observation_body(
         feedback, remaining_turns=episode.turns_left(out), remaining_tokens=episode.tokens_left(used, feedback)
     )
