@@ -56,7 +56,10 @@ _PASSWD = f"root:x:0:0:root:/nonexistent:/bin/sh\nsandbox:x:{SANDBOX_ID}:{SANDBO
 _GROUP = f"root:x:0:\nsandbox:x:{SANDBOX_ID}:\n"
 
 # Runs inside, as the first process: drop to the sandbox user (root mode), apply rlimits, exec the command.
-_WRAPPER = """import os, resource, sys, json
+# Python ignores SIGPIPE and SIGXFSZ, and an exec keeps what is ignored: the command gets the defaults back (a shell
+# tool then dies at the file-size limit, as it would anywhere, instead of looping on EFBIG).
+_WRAPPER = """import os, resource, sys, json, signal
+signal.signal(signal.SIGPIPE, signal.SIG_DFL); signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
 c = json.loads(sys.argv[1])
 if c["drop"]:
     os.setgroups([]); os.setgid(c["id"]); os.setuid(c["id"])
