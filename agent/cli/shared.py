@@ -94,6 +94,7 @@ SETTINGS_OPTIONS: tuple[Opt, ...] = (
     Opt("model", "--model", "Model name (default facebook/cwm).", MODEL),
     Opt("dialect", "--dialect", "How the model speaks: cwm, openai or auto (default cwm).", MODEL),
     Opt("temperature", "--temperature", None, MODEL),
+    Opt("request_timeout", "--request-timeout", "Seconds per model request (default 600; within --max-time).", MODEL),
     Opt("max_iterations", "--max-iterations", "Write/verify rounds (default 4).", BUDGET),
     Opt("max_model_calls", "--max-calls", "Most model calls.", BUDGET),
     Opt("max_total_tokens", "--max-tokens", "Most prompt+completion tokens.", BUDGET),
@@ -110,6 +111,8 @@ SETTINGS_OPTIONS: tuple[Opt, ...] = (
     Opt("image", "--image", "Docker image (default python:3.12-slim).", SANDBOX),
     Opt("network", "--network/--no-network", "Let sandboxed code use the network (off by default).", SANDBOX),
     Opt("command_timeout", "--command-timeout", "Seconds per sandboxed command (default 120).", SANDBOX),
+    Opt("max_file_size", "--max-file-size", "Largest file a command may write (default 1GiB).", SANDBOX, str),
+    Opt("max_workspace_growth", "--max-workspace-growth", "Most commands may add (default 4GiB).", SANDBOX, str),
 )
 """Every ``Settings`` field a command line can set; ``solve``, ``fix`` and ``batch`` take them all."""
 
