@@ -31,6 +31,7 @@ FLAG_FIELDS = {
     "--model": "model",
     "--dialect": "dialect",
     "--temperature": "temperature",
+    "--request-timeout": "request_timeout",
     "--max-iterations": "max_iterations",
     "--max-calls": "max_model_calls",
     "--max-tokens": "max_total_tokens",
@@ -47,6 +48,8 @@ FLAG_FIELDS = {
     "--image": "image",
     "--network/--no-network": "network",
     "--command-timeout": "command_timeout",
+    "--max-file-size": "max_file_size",
+    "--max-workspace-growth": "max_workspace_growth",
 }
 
 
