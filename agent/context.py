@@ -20,6 +20,7 @@ from agent.config import Settings
 from agent.dialects import get_dialect
 from agent.dialects.base import Dialect
 from agent.model import ModelClient
+from agent.records import append_line
 from agent.task import Task
 from sandboxes.base import Sandbox
 from sandboxes.select import open_sandbox
@@ -29,7 +30,8 @@ Progress = Callable[[str], None]
 
 
 class Trajectory:
-    """Appends every model exchange to ``trajectory.jsonl``: one JSON object per line, flushed at once."""
+    """Appends every model exchange to ``trajectory.jsonl``: one JSON object per line, whole or not at all, fsync'd
+    (:func:`agent.records.append_line`: a full disk never tears the last record)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -37,8 +39,8 @@ class Trajectory:
 
     def __call__(self, record: dict[str, Any]) -> None:
         line = json.dumps({"time": time.time(), **record}, ensure_ascii=False, default=str)
-        with self._lock, self.path.open("a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+        with self._lock:
+            append_line(self.path, line)
 
 
 @dataclass
