@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from sandboxes._limits import WorkspaceGuard, add_notes
-from sandboxes.base import ExecResult, SandboxError, SandboxSpec, closed_on_error
+from sandboxes.base import READ_LIMIT, ExecResult, SandboxError, SandboxSpec, closed_on_error
 
 __all__ = [
     "BASE_ENV",
@@ -334,8 +334,13 @@ def write_workspace_files(root: Path, files: Mapping[str, bytes]) -> list[Path]:
 
 
 def read_workspace_file(root: Path, rel: str) -> bytes:
-    """Read one workspace file; a missing file raises FileNotFoundError (an observation, not a failure)."""
-    return resolve_in_workspace(root, rel).read_bytes()
+    """Read one workspace file; a missing file raises FileNotFoundError (an observation, not a failure), one larger
+    than ``READ_LIMIT`` a SandboxError (never read into memory)."""
+    path = resolve_in_workspace(root, rel)
+    size = path.stat().st_size
+    if size > READ_LIMIT:
+        raise SandboxError(f"{rel} is too large to read back ({size} bytes)")
+    return path.read_bytes()
 
 
 class HostSandbox:

@@ -29,6 +29,9 @@ class ImageUnavailable(SandboxError):
         self.reason = reason
 
 
+READ_LIMIT = 64 * 1024 * 1024  # bytes ``Sandbox.get`` reads back at most (a JUnit report, a trace): more is a runaway
+
+
 @dataclass(frozen=True)
 class Limits:
     """Hard limits for everything that runs inside a sandbox. Defaults are safe for untrusted code."""

@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from sandboxes._limits import add_notes, human_size
-from sandboxes.base import ExecResult, SandboxError, SandboxSpec, closed_on_error
+from sandboxes.base import READ_LIMIT, ExecResult, SandboxError, SandboxSpec, closed_on_error
 from sandboxes.docker import container as _docker_container
 from sandboxes.docker import exec_wrap as _docker_exec
 from sandboxes.docker import image as _docker_image
@@ -39,7 +39,6 @@ WORKDIR = _docker_container.WORKDIR
 DELETE_BATCH = 500  # paths per ``rm`` so one command line stays far below ARG_MAX
 OOM_PROBE = "cat /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events 2>/dev/null"
 PULL_LIMIT = 500  # files pulled back per command; more is a test writing fixtures, not an edit
-READ_LIMIT = 64 * 1024 * 1024  # bytes ``get`` reads back at most (a JUnit report, a trace): more is a runaway
 # What a command did to the workspace is written by the container itself into REPORT (one ``get_archive`` brings
 # it all back): ``changed`` files and symlinks and ``dirs`` newer than the command's stamp (backdated a second: file
 # times move in kernel ticks), ``deleted`` paths (the listing before the command minus the one after: removals made
