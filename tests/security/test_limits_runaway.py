@@ -165,9 +165,7 @@ def test_huge_answers_are_cut_before_they_are_stored_or_sent_again(tmp_path: Pat
     repo = make_repo(tmp_path / "repo")
     huge = "I keep thinking. " * (10 * MiB // 17)  # 10 MB of answer, three times
     with ScriptedServer({"write": [huge + "\n</think>\nStill thinking."]}) as server:
-        code, stderr, _ = solve(
-            repo, tmp_path / "run", server.url, "--sandbox", "local", "--max-iterations", "1"
-        )
+        code, stderr, _ = solve(repo, tmp_path / "run", server.url, "--sandbox", "local", "--max-iterations", "1")
         sent = [len(json.dumps(r.body)) for r in server.requests if r.path.endswith("/chat/completions")]
     assert code == 1, stderr[-3000:]  # unresolved: the answers changed nothing, and the run ended normally
     assert not error_lines(stderr)
