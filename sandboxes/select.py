@@ -65,6 +65,9 @@ def resolve_kind(kind: str) -> str:
     raise SandboxError(NO_SANDBOX)
 
 
+_NO_IMAGE: set[str] = set()  # images Docker could not provide in this process (``auto`` then uses bwrap)
+
+
 def _to_stderr(note: str) -> None:
     sys.stderr.write(f"mendloop: {note}\n")
     sys.stderr.flush()
@@ -78,15 +81,19 @@ def open_sandbox(spec: SandboxSpec, root: Path, *, notify: Callable[[str], None]
     """
     kind = resolve_kind(spec.kind)
     if spec.kind == "auto" and kind == "docker":
-        try:
-            docker_box: Sandbox = sandbox_class("docker")(root, spec)
-            return docker_box
-        except ImageUnavailable as exc:
-            if not bwrap_works():
-                raise
-            (notify or _to_stderr)(
-                f"sandbox auto: Docker cannot provide the image {exc.image!r} ({exc.reason}); using bubblewrap"
-            )
+        if spec.image in _NO_IMAGE and bwrap_works():  # said once already; no second pull attempt
             kind = "bwrap"
+        else:
+            try:
+                docker_box: Sandbox = sandbox_class("docker")(root, spec)
+                return docker_box
+            except ImageUnavailable as exc:
+                if not bwrap_works():
+                    raise
+                _NO_IMAGE.add(spec.image)
+                (notify or _to_stderr)(
+                    f"sandbox auto: Docker cannot provide the image {exc.image!r} ({exc.reason}); using bubblewrap"
+                )
+                kind = "bwrap"
     box: Sandbox = sandbox_class(kind)(root, spec)
     return box
