@@ -106,6 +106,7 @@ class Settings(BaseModel):
     max_file_size: ByteSize = ByteSize(1 << 30)  # one file written in the workspace ("1GiB", "500MB", bytes)
     max_workspace_growth: ByteSize = ByteSize(4 << 30)  # all that sandboxed commands add to the workspace
     max_answer_chars: int = 200_000  # one model answer, cut before it is stored or sent again
+    max_history_chars: int = 600_000  # a conversation sent again, when the endpoint's context window is unknown
 
     @field_validator("max_iterations", "candidates", "max_model_calls", "max_total_tokens", "memory_mb", "pids")
     @classmethod
@@ -116,7 +117,7 @@ class Settings(BaseModel):
 
     @field_validator(
         "command_timeout", "request_timeout", "max_wall_time", "max_cost", "cpus", "max_file_size",
-        "max_workspace_growth", "max_answer_chars", "output_bytes",
+        "max_workspace_growth", "max_answer_chars", "max_history_chars", "output_bytes",
     )  # fmt: skip
     @classmethod
     def _positive(cls, value: float | None) -> float | None:
