@@ -73,6 +73,7 @@ find {WORKDIR} {_PRUNE} -o \\( -type f -o -type l \\) -newer {REPORT}/stamp -pri
  | head -n {PULL_LIMIT} >{REPORT}/changed
 find {WORKDIR} {_PRUNE} -o -print 2>/dev/null | sort >{REPORT}/after
 comm -23 {REPORT}/before {REPORT}/after >{REPORT}/deleted
+rm -f {REPORT}/before {REPORT}/after {REPORT}/sizes
 : >{REPORT}/complete
 """
 # The shell around every command. It raises the command's OOM score (the kernel then picks it, never init or
@@ -536,7 +537,8 @@ class DockerSandbox:
 
     def _growth_watch(self) -> Callable[[], str | None]:
         """A check polled while a command runs: the filesystem's used space (``df``, cheap) says when to measure
-        the workspace and /tmp (``du``); past the growth limit the command is stopped."""
+        the workspace and /tmp (``du``); past the growth limit the command is stopped. What a command writes before
+        the first look is caught when it ends (the report's ``grown``)."""
 
         def used_kb(script: str) -> int | None:
             try:
@@ -546,13 +548,16 @@ class DockerSandbox:
             return int(text) if text.isdigit() else None
 
         df = f"df -Pk {WORKDIR} | awk 'NR==2 {{print $3}}'"
-        start = used_kb(df)
+        start: int | None = None  # measured at the first look (a command over in seconds costs no extra exec)
         limit_kb = self.limits.max_growth_bytes // 1024
 
         def check() -> str | None:
             nonlocal start
             now = used_kb(df)
-            if start is None or now is None or now - start <= limit_kb // 2:
+            if start is None:
+                start = now
+                return None
+            if now is None or now - start <= limit_kb // 2:
                 return None
             opened = used_kb(f"cat {OPENED_KB}")
             current = used_kb(_USED_KB)
