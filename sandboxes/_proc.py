@@ -1,10 +1,11 @@
 """What every sandbox backend shares: one capped output buffer, and for host processes one process group, a hard
-timeout and a minimal environment.
+timeout, a minimal environment and the runaway limits (:mod:`sandboxes._limits`).
 
 Why one chokepoint: every backend that starts a host process (local, bwrap) must kill the whole process tree at
 the deadline, must never buffer unbounded output, and must build the same minimal environment; every backend,
 docker included, must cap output the same way. Getting that right once, here, is what makes the backends
-interchangeable.
+interchangeable. The process groups of running commands are known here too (:func:`kill_running`), so a batch worker
+that must die can take along the commands it runs, each in a session of its own.
 """
 
 from __future__ import annotations

@@ -2,10 +2,13 @@
 
 Why this shape: starting a container per command costs half a second; one keep-alive container plus one ``exec``
 per command costs a few tens of milliseconds. The workspace is copied in (never bind-mounted) and kept in sync by
-shipping only what changed on the host before each command (:mod:`sandboxes.docker.sync`). Setup is baked into a
-cached derived image (:mod:`sandboxes.docker.image`). Timeouts kill the command's whole process tree from inside
-while the container lives on (:mod:`sandboxes.docker.container`), and every container is removed on close, at
-exit, on SIGINT/SIGTERM and, through a dead-man switch, even when this process is SIGKILLed
+shipping only what changed on the host before each command (:mod:`sandboxes.docker.sync`); what a command changes
+inside - files, symlinks, directories, deletions - comes back to the host copy after it (``REPORT``), because the
+host copy is what the patch is made from. The runaway limits hold inside too: an fsize ulimit per file, and the
+growth of the workspace and /tmp measured and cut back after each command and watched while it runs. Setup is
+baked into a cached derived image (:mod:`sandboxes.docker.image`). Timeouts kill the command's whole process tree
+from inside while the container lives on (:mod:`sandboxes.docker.container`), and every container is removed on
+close, at exit, on SIGINT/SIGTERM and, through a dead-man switch, even when this process is SIGKILLed
 (:mod:`sandboxes.docker.cleanup`).
 """
 
