@@ -82,6 +82,7 @@ class Settings(BaseModel):
     reproduce_attempts: int = 2
     traces: bool = True
     candidates: int = 1
+    tuning: Literal["auto", "manual"] = "auto"  # auto: a small local model gets SMALL_MODEL_PROFILE (see tuned())
     history: Literal["auto", "fresh", "conversation"] = "auto"  # how later rounds are asked (see nodes/common.py)
     sample_temperature: float = 0.8  # the temperature of K > 1 samples
     retry_temperatures: list[float] = Field(default_factory=lambda: [0.7, 1.0])  # re-asks after an unusable answer
@@ -163,6 +164,32 @@ class Settings(BaseModel):
         data = self.model_dump(mode="json")
         data["api_key"] = None
         return data
+
+
+SMALL_MODEL_LIMIT = 8_000_000_000  # parameters: below this, a local model gets the small-model profile
+SMALL_MODEL_PROFILE: dict[str, Any] = {
+    # measured best for the default local model (Qwen2.5-Coder-1.5B on 2 cores): bench/RESULTS.md, "Repair rate"
+    "dialect": "openai",
+    "history": "fresh",
+    "max_completion_tokens": 768,
+    "temperature": 0.2,
+    "retry_temperatures": [0.7, 1.0],
+    "max_iterations": 3,
+    "candidates": 4,
+    "sample_temperature": 0.8,
+    "reproduce": False,
+}
+
+
+def tuned(settings: Settings, *, llama_cpp: bool, params: int | None, served: str = "") -> Settings:
+    """With ``tuning = "auto"``, a small model behind llama.cpp's server gets ``SMALL_MODEL_PROFILE`` for every knob
+    the user did not set (defaults only: a flag, an env var or a config file always wins). Other endpoints, a CWM
+    model (``served``: what the server says it serves), and ``tuning = "manual"`` keep the settings as they are."""
+    small = llama_cpp and params is not None and params < SMALL_MODEL_LIMIT and "cwm" not in served.lower()
+    if settings.tuning != "auto" or not small:
+        return settings
+    chosen = {k: v for k, v in SMALL_MODEL_PROFILE.items() if k not in settings.model_fields_set}
+    return settings.model_copy(update=chosen) if chosen else settings
 
 
 _ENV_ALIASES: dict[str, tuple[str, ...]] = {

@@ -25,7 +25,16 @@ from agent.budget import Budget, Usage
 from agent.config import Settings
 from tools.errors import FatalError
 
-__all__ = ["NODE_HEADER", "Completion", "ContextOverflow", "EndpointError", "ModelClient", "ToolCall"]
+__all__ = [
+    "NODE_HEADER",
+    "Completion",
+    "ContextOverflow",
+    "EndpointError",
+    "ModelClient",
+    "ServerInfo",
+    "ToolCall",
+    "probe_server",
+]
 
 NODE_HEADER = "X-Mendloop-Node"
 
@@ -204,8 +213,10 @@ class ModelClient:
         self._key = settings.api_key.get_secret_value() if settings.api_key else ""
         self._lock = threading.Lock()
         self._n_supported: bool | None = None  # does the endpoint answer ``n > 1`` with that many choices?
+        self._n_limit: int | None = None  # the most choices it takes in one request, once it refused more
         self._context: int | None = None
         self._context_probed = False
+        self._server: ServerInfo | None = None
         self._client = openai.OpenAI(
             base_url=settings.base_url,
             api_key=self._key or "not-needed",
@@ -243,7 +254,9 @@ class ModelClient:
         Why one request with ``n`` first: a CPU server spends most of a request reading the prompt, and one request
         reads it once for all ``n`` answers (llama-server, vLLM); separate requests on separate slots would read it
         ``n`` times. A server that returns fewer choices is asked again, one request at a time, for the rest: the
-        repeated prompt then comes from its prefix cache, and a single-slot server just queues them.
+        repeated prompt then comes from its prefix cache, and a single-slot server just queues them. A server that
+        refuses an ``n`` above its slots (llama-server: "Value must be between 1 <= value <= 4") is asked for as
+        many as it takes, as often as needed: more samples than slots queue, never fail.
         """
         out: list[Completion] = []
         while len(out) < n:
@@ -251,11 +264,20 @@ class ModelClient:
                 self.budget.check(self.usage, self.started_at)
             params = self._params(tools, temperature, max_tokens)
             if n - len(out) > 1 and self._n_supported is not False:
-                params["n"] = n - len(out)
+                params["n"] = min(n - len(out), self._n_limit or n)
             started = time.monotonic()
             try:
                 answers, attempts = self._with_retries(messages, node, params)
-            except (EndpointError, ContextOverflow) as exc:
+            except EndpointError as exc:
+                limit = _n_refused(exc.message) if params.get("n", 1) > 1 else None
+                self._record(node, messages, params, started, error=exc.message)
+                if limit is None:
+                    raise
+                self._n_limit = limit
+                if limit <= 1:
+                    self._n_supported = False
+                continue
+            except ContextOverflow as exc:
                 self._record(node, messages, params, started, error=exc.message)
                 raise
             if "n" in params:
@@ -280,8 +302,14 @@ class ModelClient:
             return self.settings.context_tokens
         if self._context is None and not self._context_probed:
             self._context_probed = True
-            self._context = _probe_context(self.settings.base_url or "", self.settings.model, self._key)
+            self._context = self.server_info().context
         return self._context
+
+    def server_info(self) -> ServerInfo:
+        """What the endpoint says about itself (asked once)."""
+        if self._server is None:
+            self._server = probe_server(self.settings.base_url or "", self.settings.model, self._key)
+        return self._server
 
     def list_models(self) -> list[str]:
         """The model ids the endpoint offers (``GET /models``)."""
@@ -511,28 +539,62 @@ class ModelClient:
         return value
 
 
-def _probe_context(base_url: str, model: str, key: str) -> int | None:
-    """Ask the server for its context window (llama-server ``/props``, vLLM ``/v1/models``); ``None`` if it won't say.
+_N_REFUSED = re.compile(r"""(?:['"`]n['"`]|\bn\b)[^.]*?(?:<=|at most|maximum|less than or equal to)\s*(\d+)""", re.I)
 
-    Best effort and quick: a server that answers neither is used without a known size.
+
+def _n_refused(message: str) -> int | None:
+    """The most choices per request a refusal names ("Field 'n': Value must be between 1 <= value <= 4" -> 4)."""
+    match = _N_REFUSED.search(message)
+    if match:
+        return max(1, int(match.group(1)))
+    return 1 if re.search(r"""['"`]n['"`]""", message) else None
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What an endpoint says about itself: its context window, its slots, and the size of its model (llama-server
+    reports all three; vLLM its context). ``None`` where it does not say."""
+
+    context: int | None = None
+    slots: int | None = None
+    params: int | None = None
+    llama_cpp: bool = False
+    name: str = ""  # the model the server serves (llama-server ignores the name a request gives)
+
+
+def probe_server(base_url: str, model: str, key: str) -> ServerInfo:
+    """Ask the server about itself (llama-server ``/props`` and ``/v1/models``; vLLM ``/v1/models``).
+
+    Best effort and quick: a server that answers neither is used without knowing.
     """
     root = base_url.rstrip("/")
     server = root.removesuffix("/v1")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
+    context = slots = params = None
+    llama_cpp = False
+    name = ""
     try:
         with httpx.Client(timeout=5.0, headers=headers) as http:
             reply = http.get(f"{server}/props")
             if reply.status_code == 200:
-                n_ctx = reply.json().get("default_generation_settings", {}).get("n_ctx")
-                if isinstance(n_ctx, int) and n_ctx > 0:
-                    return n_ctx
+                props = reply.json()
+                n_ctx = props.get("default_generation_settings", {}).get("n_ctx")
+                context = n_ctx if isinstance(n_ctx, int) and n_ctx > 0 else None
+                slots = props.get("total_slots") if isinstance(props.get("total_slots"), int) else None
+                llama_cpp = "default_generation_settings" in props
+                name = str(props.get("model_path") or "")
             reply = http.get(f"{root}/models")
             if reply.status_code == 200:
                 entries = [e for e in reply.json().get("data", []) if isinstance(e, dict)]
                 named = [e for e in entries if e.get("id") == model] or entries[:1]
-                size = named[0].get("max_model_len") if named else None
-                if isinstance(size, int) and size > 0:
-                    return size
+                entry = named[0] if named else {}
+                meta: dict[str, Any] = entry["meta"] if isinstance(entry.get("meta"), dict) else {}
+                size = entry.get("max_model_len")
+                if context is None and isinstance(size, int) and size > 0:
+                    context = size
+                if isinstance(meta.get("n_params"), int):
+                    params = meta["n_params"]
+                name = name or str(entry.get("id") or "")
     except (httpx.HTTPError, ValueError, AttributeError):
-        return None
-    return None
+        pass
+    return ServerInfo(context, slots, params, llama_cpp, name)

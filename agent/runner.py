@@ -26,9 +26,10 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agent.budget import Budget, Usage
-from agent.config import Settings
+from agent.config import Settings, tuned
 from agent.context import Progress, RunContext
 from agent.graph import build_graph
+from agent.model import probe_server
 from agent.records import DiskFull, is_disk_full, write_atomic
 from agent.report import render_report
 from agent.state import RepairState
@@ -153,7 +154,22 @@ def _result(state: RepairState, run_dir: Path, usage: Usage, duration: float) ->
         tests_failed=len(report.failed) if report else 0,
         duration=duration,
         still_failing=report.failed if report else [],
+        traced_rounds=sum(1 for r in state.get("rounds", []) if r.get("traced")),
     )
+
+
+def _tuned(settings: Settings, progress: Progress) -> Settings:
+    """The settings with ``tuning = "auto"`` applied for the endpoint (a small local model gets its profile)."""
+    if settings.tuning != "auto" or not settings.base_url:
+        return settings
+    key = settings.api_key.get_secret_value() if settings.api_key else ""
+    info = probe_server(settings.base_url, settings.model, key)
+    out = tuned(settings, llama_cpp=info.llama_cpp, params=info.params, served=info.name)
+    if out is not settings:
+        diff = [k for k in sorted(Settings.model_fields) if getattr(out, k) != getattr(settings, k)]
+        changed = ", ".join(f"{k}={getattr(out, k)}" for k in diff)
+        progress(f"a small local model: tuned for it ({changed})")
+    return out
 
 
 def solve(
@@ -176,6 +192,7 @@ def _solve(task: Task, settings: Settings, run_dir: Path, *, resume: bool, progr
     else:
         if checkpoints.exists():
             raise FatalError(f"{run_dir} already holds a run: pass --resume {run_dir}, or choose another --out")
+        settings = _tuned(settings, progress or (lambda _m: None))
         run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(
             run_dir / RUN_FILE, json.dumps({"task": task.to_dict(), "settings": settings.public_dict()}, indent=2)

@@ -52,6 +52,8 @@ class RepairState(TypedDict, total=False):
     rounds: Annotated[list[dict[str, Any]], append]  # one summary per verified round, for the report
     feedback: str  # what the next conversation turn is told (failing tests, traces, edit observations)
     evidence: dict[str, Any]  # what a fresh round is shown about the current code: tests, trace, files, error
+    origin_evidence: dict[str, Any]  # the same about the original code (a stuck round goes back to it)
+    start_patch: str  # the code the next fresh round starts from: the best so far, or the original ("")
     last_report: dict[str, Any]
     workspace_patch: str  # the diff the workspace holds after the last finished node
     best: dict[str, Any]  # the best code so far (the baseline until a round beats it): patch, passed, failed, evidence

@@ -53,6 +53,7 @@ class RunResult:
     tests_failed: int = 0
     duration: float = 0.0
     still_failing: list[str] = field(default_factory=list)
+    traced_rounds: int = 0  # rounds whose request carried an execution trace
 
     @property
     def resolved(self) -> bool:

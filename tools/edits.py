@@ -50,10 +50,14 @@ class UnifiedDiff:
 
 @dataclass(frozen=True)
 class FencedCode:
-    """Code in a fence with no path: whole definitions (def/class) placed by name, or the whole of the only source
-    file (see ``tools/patching/definitions.py``)."""
+    """Python code in a fence holding whole definitions (def/class), placed by name through the syntax tree, or a
+    whole file (see ``tools/patching/definitions.py``).
+
+    ``path`` is the source file the answer named before the fence, if any: the definitions are placed in that file
+    (the rest of it is kept), where a plain ``WholeFile`` would have cut the file down to the one function shown."""
 
     code: str
+    path: str | None = None
 
 
 Edit = SearchReplace | CreateFile | WholeFile | DeleteFile | UnifiedDiff | FencedCode

@@ -32,12 +32,20 @@ def serve_local(
             "qwen2.5-coder-0.5b-instruct-q4_k_m.",
         ),
     ] = None,
-    ctx_size: Annotated[int, typer.Option("--ctx-size", help="Context window in tokens.")] = 4096,
+    ctx_size: Annotated[int, typer.Option("--ctx-size", help="Context window per request, in tokens.")] = 4096,
+    parallel: Annotated[
+        int,
+        typer.Option(
+            "--parallel", min=1, help="Slots: samples decoded side by side (--candidates K wants K); more queue."
+        ),
+    ] = 4,
 ) -> int:
     """Start an OpenAI-compatible server for a small code model on the CPU; print its base URL; run until Ctrl-C."""
     from agent.doors.local.server import start_local
 
-    with start_local(model, port=port, threads=threads, ctx_size=ctx_size, progress=progress) as server:
+    with start_local(
+        model, port=port, threads=threads, ctx_size=ctx_size, parallel=parallel, progress=progress
+    ) as server:
         sys.stdout.write(f"{server.base_url}\n")
         sys.stdout.flush()
         progress(f"serving {server.model_id}; use: --base-url {server.base_url} --model {server.model_id}")

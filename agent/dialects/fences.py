@@ -4,15 +4,23 @@ Why a fallback parser shared by both dialects: whatever format was asked for, mo
 all) often answer in markdown instead. Losing a correct fix because it came in a fence would waste a whole
 turn. The callers use this only when an answer has no tool blocks/calls at all, so an example fence next to a
 real tool call never becomes an edit. A Python fence without a path counts only when it holds a whole ``def`` or
-``class`` (the fixed function a small model returns); it is placed by name, never by guessing a file.
+``class`` at its top level (the fixed function a small model returns) and is closed (a fence cut short by the token
+limit could hold a function cut short); it is placed by name (tools/patching/definitions.py), never by guessing a
+file. Example usage with no definition is not an edit at all. After a source file's path, a fence holding definitions
+is placed by name in that file too: "`stats/core.py`:" and the one fixed function is what small models write, and
+as a whole file it would delete every other function of the file. After a test's path, or with no definition, a
+fence is the whole file.
 """
 
 from __future__ import annotations
 
+import ast
 import re
+import textwrap
 from dataclasses import dataclass
 
 from tools.edits import Edit, FencedCode, SearchReplace, UnifiedDiff, WholeFile
+from tools.patching.definitions import is_test_file
 
 __all__ = ["looks_like_path", "parse_fenced", "parse_search_replace"]
 
@@ -124,6 +132,19 @@ _PYTHON_LANGS = {"", "python", "py", "python3", "py3"}
 _DEFINES = re.compile(r"^\s*(?:async\s+def|def|class)\s+\w+", re.MULTILINE)
 
 
+def _defines_code(body: str) -> bool:
+    """Does a Python fence hold a def or class at its top level (then it is code to place by name)?
+
+    A block that parses is judged by its syntax tree, so example usage - calls, prints, a docstring mentioning a
+    class - is never an edit; one that does not parse counts if a line starts a definition, so that the model hears
+    where its code does not parse instead of "no edit was found"."""
+    try:
+        tree = ast.parse(textwrap.dedent(body))
+    except SyntaxError:
+        return bool(_DEFINES.search(body))
+    return any(isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) for node in tree.body)
+
+
 def _is_python(info: str) -> bool:
     return (info.split()[0].lower() if info.split() else "") in _PYTHON_LANGS
 
@@ -166,11 +187,18 @@ def parse_fenced(text: str) -> tuple[list[Edit], list[str]]:
         elif path is not None:
             if not fence.closed:
                 problems.append(f"the code block for {path} is not closed with ``` - the file was not written")
+            elif path.endswith(".py") and not is_test_file(path) and _defines_code(_join(fence.body)):
+                # a source file's path and its changed function: placed by name in that file, the rest kept
+                edits.append(FencedCode(_join(fence.body), path))
             else:
                 edits.append(WholeFile(path, _join(fence.body)))
-        elif _is_python(fence.info) and _DEFINES.search(_join(fence.body)):
-            # no path: whole definitions, placed by name in the file that defines them
-            edits.append(FencedCode(_join(fence.body)))
+        elif _is_python(fence.info) and _defines_code(_join(fence.body)):
+            # no path: whole definitions, placed by name in the file that defines them (several fences apply in
+            # order, so a fix written after a quote of the buggy original wins)
+            if not fence.closed:
+                problems.append("the code block is not closed with ``` - it may be cut short, so it was not applied")
+            else:
+                edits.append(FencedCode(_join(fence.body)))
     if any(_SEARCH.match(ln) for ln in outside):
         found, trouble = parse_search_replace(outside, None)
         edits.extend(found)

@@ -18,7 +18,7 @@ from agent.dialects.base import Parsed, observation_body
 from agent.model import Completion
 from agent.state import RepairState
 from sandboxes.base import Sandbox
-from tools.testing import TestReport, merge_reports, run_tests
+from tools.testing import TestReport, case_in_file, merge_reports, run_tests
 
 
 def system_message(ctx: RunContext, *, tools: bool = True) -> dict[str, Any]:
@@ -104,7 +104,10 @@ def protection(ctx: RunContext, state: RepairState) -> Callable[[str], str | Non
 
 
 def hypothesis_args(root: Path, files: Sequence[str]) -> list[str]:
-    """Property tests run derandomized (a fixed seed) so that a kept test fails the same way on every run."""
+    """Property tests run derandomized (a fixed seed) so that a kept test fails the same way on every run.
+
+    These are pytest options: ``run_tests`` passes them to pytest only (unittest and scripts never see them).
+    """
     for rel in files:
         try:
             if "hypothesis" in (root / rel).read_text(encoding="utf-8"):
@@ -119,18 +122,23 @@ def test_cmd(ctx: RunContext, state: RepairState) -> str:
 
 
 def run_suite(ctx: RunContext, state: RepairState, sandbox: Sandbox | None = None) -> TestReport:
-    """The test command as configured, plus any accepted reproduction test it did not collect by itself.
+    """The test command as configured, plus any accepted reproduction test it did not run by itself.
 
     Why two runs at most and not one with the files appended: naming a file on pytest's command line narrows the run to
-    that file, so the regression suite would silently stop being checked.
+    that file, so the regression suite would silently stop being checked. The second run takes the command's form
+    (``run_tests`` with ``tests=``): pytest on the files, unittest on their modules, and for any other command
+    ``python FILE`` - its own case in the merged report, so a kept script counts like any test.
     """
     box = sandbox or ctx.sandbox
     cmd = test_cmd(ctx, state)
     timeout = ctx.settings.command_timeout * 5
-    args = hypothesis_args(ctx.workspace.root, state.get("repro_files", []))
+    repro = list(state.get("repro_files", []))
+    args = hypothesis_args(ctx.workspace.root, repro)
     report = run_tests(box, cmd, timeout=timeout, extra_args=args)
-    collected = {case.id.split("::", 1)[0] for case in report.cases}
-    missing = [f for f in state.get("repro_files", []) if f not in collected]
+    missing = [f for f in repro if not any(case_in_file(case, f, cmd) for case in report.cases)]
+    present = {case.id for case in report.cases}
+    if not missing and any(test not in present for test in state.get("repro_ids", [])):
+        missing = repro  # the suite ran the file under other ids than the ones that must pass: run it as they were
     if not missing:
         return report
     return merge_reports(report, run_tests(box, cmd, tests=missing, timeout=timeout, extra_args=args))

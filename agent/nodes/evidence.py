@@ -12,12 +12,15 @@ import re
 from typing import Any
 
 from agent.context import RunContext
-from tools.testing import TestReport
+from agent.nodes.repo_context import is_test_file
+from tools.testing import TestCase, TestReport
 from tools.tracing import trace_failure
 
 FEEDBACK_CHARS = 3000
+SANDBOX_ROOT = "/workspace"  # where the bwrap and Docker sandboxes mount the workspace
 MAX_TRACES = 2
 TRACE_TOKENS = 1200
+TRACE_SECONDS = 10.0  # at least this long for a trace
 _FILE_IN_TRACEBACK = re.compile(r"""(?:File "|^\s*)([\w./-]+\.py)(?:", line |:)\d+""", re.MULTILINE)
 
 
@@ -40,29 +43,69 @@ def failing_files(ctx: RunContext, report: TestReport) -> list[str]:
     texts = [f"{c.message}\n{c.traceback}" for c in report.cases if c.outcome in ("failed", "error")]
     for text in [*texts, report.output[-8000:]]:
         for match in _FILE_IN_TRACEBACK.finditer(text):
-            path = match.group(1)
-            rel = path.removeprefix(str(root) + "/").removeprefix("./")
+            rel = relative_paths(ctx, match.group(1)).removeprefix("./")
             if not rel.startswith("/") and (root / rel).is_file():
                 seen.setdefault(rel, None)
     return list(seen)
 
 
+def relative_paths(ctx: RunContext, text: str) -> str:
+    """Tracebacks name files by where the sandbox saw them (the host path, or /workspace inside a container):
+    shown relative to the repository, they are shorter, and they say nothing about the host."""
+    for prefix in (f"{ctx.workspace.root}/", f"{SANDBOX_ROOT}/"):
+        text = text.replace(prefix, "")
+    return text
+
+
+_DUMP_FRAME = re.compile(r"""File "([^"]+\.py)", line \d+ in (\w+)""")
+
+
+def hung_test(ctx: RunContext, report: TestReport) -> tuple[str, list[str]] | None:
+    """Where a timed-out run hung, from the stack pytest's faulthandler dumped: the test's pytest id and the project
+    frames (innermost first), or None."""
+    frames: list[str] = []
+    for path, name in _DUMP_FRAME.findall(report.output):
+        rel = relative_paths(ctx, path)
+        if rel.startswith("/") or not (ctx.workspace.root / rel).is_file():
+            continue  # the standard library, pytest, site-packages
+        frames.append(f"{name} ({rel})")
+        if name.startswith("test") and is_test_file(rel):
+            return f"{rel}::{name}", frames
+    return None
+
+
+def _hang_note(hung: tuple[str, list[str]]) -> str:
+    test, frames = hung
+    return f"The run was stopped: it hung in {test}, in " + " <- ".join(frames) + "."
+
+
 def gather_evidence(ctx: RunContext, report: TestReport, test_cmd: str) -> dict[str, Any]:
     """The evidence about ``report`` (a run of the workspace as it is now): tests, trace, files, first error."""
+    hung = hung_test(ctx, report) if report.status == "timeout" else None
+    tests = report.feedback(FEEDBACK_CHARS)
+    if hung:  # the dumped stack is mostly pytest's own frames: name where it hung instead
+        tests = tests.split("\nOutput (tail):", 1)[0] + "\n" + _hang_note(hung)
     evidence: dict[str, Any] = {
-        "tests": report.feedback(FEEDBACK_CHARS),
+        "tests": relative_paths(ctx, tests),
         "trace": "",
         "files": failing_files(ctx, report),
-        "error": first_error(report),
+        "error": relative_paths(ctx, first_error(report)),
     }
     if not ctx.settings.traces or report.status == "passed":
         return evidence
     blocks = []
-    for case in [c for c in report.cases if c.outcome in ("failed", "error")][:MAX_TRACES]:
-        trace = trace_failure(ctx.sandbox, case, test_cmd, timeout=ctx.settings.command_timeout)
+    failing = [c for c in report.cases if c.outcome in ("failed", "error")]
+    if not failing and hung:
+        failing = [TestCase(hung[0], "failed", "timed out", kind="pytest")]
+    for case in failing[:MAX_TRACES]:
+        # the tracer stops an endless loop itself; it needs the time to start the test runner first
+        timeout = max(ctx.settings.command_timeout, TRACE_SECONDS)
+        trace = trace_failure(ctx.sandbox, case, test_cmd, timeout=timeout)
         if trace is None:
             continue
-        text = ctx.dialect.render_trace(trace, TRACE_TOKENS)
+        context = ctx.model.context_size()
+        # a trace may take a sixth of a small window: it is read, token by token, on every request of the round
+        text = ctx.dialect.render_trace(trace, min(TRACE_TOKENS, context // 6) if context else TRACE_TOKENS)
         blocks.append(f"Execution trace of `{trace.function}` ({trace.file}) while running {case.id}:\n{text}")
         break  # one trace is what a small context can hold; the first failure is the one to explain
     evidence["trace"] = "\n\n".join(blocks)

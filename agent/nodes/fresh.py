@@ -11,6 +11,8 @@ the prompt once.
 
 from __future__ import annotations
 
+import ast
+import re
 from typing import Any
 
 from agent.budget import BudgetExceeded
@@ -18,15 +20,19 @@ from agent.context import RunContext
 from agent.model import Completion, ContextOverflow
 from agent.nodes.common import protection, system_message
 from agent.nodes.prompting import Section, estimate_tokens, fit_sections, prompt_budget
-from agent.nodes.repo_context import relevant_sources
+from agent.nodes.repo_context import defined_names, is_test_file, relevant_sources
 from agent.nodes.selection import normalize_patch
 from agent.prompts import render, template
 from agent.state import RepairState
 from tools.patching import apply_edit, check_syntax
+from tools.patching.definitions import python_files
 
 NODE = "write"
 MAX_SHRINKS = 3
 FILE_FLOOR = 1500  # characters of the most relevant file that always stay in the prompt
+TEST_FILE_CHARS = 1500  # a longer test file is shown as just the tests that failed
+_APPLIED = ("Applied", "Wrote", "Created", "Replaced", "Added")  # how the patcher's success messages start
+LARGE_FILE_CHARS = 6000  # a longer source file is shown as the definitions the task and the failure name
 
 
 def tried_patches(state: RepairState) -> set[str]:
@@ -59,6 +65,41 @@ def summarize_patch(patch: str, limit: int = 220) -> str:
     return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
+def _failing_tests_only(text: str, tests: str) -> str | None:
+    """A long test file cut to the test functions the failure names (``in test3``, ``::test_x``), or None."""
+    names = set(re.findall(r"(?:, in |::)(\w+)", tests))
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None
+    lines = text.splitlines()
+    picked = [
+        "\n".join(lines[min([n.lineno, *(d.lineno for d in n.decorator_list)]) - 1 : n.end_lineno])
+        for n in ast.walk(tree)
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name in names
+    ]
+    return "\n\n\n".join(picked) if picked else None
+
+
+def _named_definitions_only(text: str, words: set[str]) -> str | None:
+    """A long source file cut to the definitions the task and the failure name, in file order, or None."""
+    spans = sorted(span for name, span in defined_names(text).items() if name in words)
+    if not spans:
+        return None
+    lines = text.splitlines()
+    parts: list[str] = []
+    last = 0
+    for first, end in spans:
+        if first <= last:  # nested inside the previous one (a method of a named class)
+            continue
+        parts.append(f"# ... (lines {last + 1}-{first - 1} not shown)" if first > last + 1 else "")
+        parts.append("\n".join(lines[first - 1 : end]))
+        last = end
+    if last < len(lines):
+        parts.append(f"# ... (lines {last + 1}-{len(lines)} not shown)")
+    return "\n".join(p for p in parts if p)
+
+
 def _code_sections(ctx: RunContext, state: RepairState, hints: str) -> list[Section]:
     root = ctx.workspace.root
     files = relevant_sources(root, ctx.task.text, hints, failing=_failing_files(state))
@@ -68,7 +109,17 @@ def _code_sections(ctx: RunContext, state: RepairState, hints: str) -> list[Sect
             text = (root / rel).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             continue
-        block = f"`{rel}`:\n```python\n{text.rstrip()}\n```\n"
+        label = f"`{rel}`"
+        words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]{2,}", f"{ctx.task.text}\n{hints}"))
+        if not is_test_file(rel) and len(text) > LARGE_FILE_CHARS:
+            named = _named_definitions_only(text, words)
+            if named is not None:
+                text, label = named, f"`{rel}` (the definitions the task and the failure name)"
+        if is_test_file(rel) and len(text) > TEST_FILE_CHARS:
+            only = _failing_tests_only(text, hints)
+            if only is not None:
+                text, label = only, f"`{rel}` (the failing tests)"
+        block = f"{label}:\n```python\n{text.rstrip()}\n```\n"
         floor = min(len(block), FILE_FLOOR) if rank == 0 else 0
         sections.append(Section(f"file:{rel}", block, priority=10 + rank, floor=floor))
     return sections
@@ -127,6 +178,19 @@ def _with_hint(messages: list[dict[str, Any]], hint: str) -> list[dict[str, Any]
     return [*messages[:-1], {**last, "content": f"{last['content'].rstrip()}\n\n{hint}"}]
 
 
+def _hints(ctx: RunContext, state: RepairState) -> list[str]:
+    """Where a block of code with no path most likely belongs: the source files the failure went through, then those
+    the task names by path or module. Only these: a ranking of every file would turn an ambiguity into a guess."""
+    failing = [f for f in _failing_files(state) if not is_test_file(f)]
+    text = ctx.task.text
+    named = [
+        f
+        for f in python_files(ctx.workspace.root)
+        if not is_test_file(f) and (f in text or f.removesuffix(".py").replace("/", ".") in text)
+    ]
+    return list(dict.fromkeys([*failing, *named]))
+
+
 def _try_answer(
     ctx: RunContext, state: RepairState, completion: Completion, seen: set[str]
 ) -> tuple[str, list[str], list[str], str]:
@@ -143,7 +207,7 @@ def _try_answer(
     changed: list[str] = []
     try:
         for edit in edits:
-            outcome = apply_edit(workspace.root, edit, protected=guard)
+            outcome = apply_edit(workspace.root, edit, protected=guard, hints=_hints(ctx, state))
             observations.append(outcome.message)
             changed.extend(outcome.changed)
         syntax = check_syntax(workspace.root, changed)
@@ -154,7 +218,7 @@ def _try_answer(
     if syntax:
         return "", changed, observations, "did not parse: " + syntax[0].splitlines()[0]
     if not patch.strip() or patch == state.get("workspace_patch", ""):
-        failed = [o for o in observations if o and not o.startswith(("Applied", "Wrote", "Created", "Replaced"))]
+        failed = [o for o in observations if o and not o.startswith(_APPLIED)]
         detail = f" ({failed[0].splitlines()[0]})" if failed else ""
         return "", changed, observations, f"did not change the code{detail}"
     if normalize_patch(patch) in seen:

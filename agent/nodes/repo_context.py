@@ -7,8 +7,11 @@ budget lasts. The result is deterministic for a given tree and task so that it s
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
+
+from tools.patching.definitions import is_test_file as is_test_file  # the one rule, re-exported for the nodes
 
 _SKIP_DIRS = {
     ".git",
@@ -39,18 +42,6 @@ def list_files(root: Path, limit: int = 400) -> list[str]:
             if len(out) >= limit:
                 break
     return out
-
-
-def is_test_file(rel: str) -> bool:
-    """pytest's default discovery rules, plus conftest and anything under a tests folder."""
-    name = rel.rsplit("/", 1)[-1]
-    parts = rel.split("/")
-    return (
-        (name.startswith("test_") and name.endswith(".py"))
-        or name.endswith("_test.py")
-        or name == "conftest.py"
-        or any(p in ("tests", "test", "testing") for p in parts[:-1])
-    )
 
 
 def _score(rel: str, mentioned: str) -> tuple[int, str]:
@@ -87,13 +78,40 @@ def gather(root: Path, task_text: str, hints: str = "", budget_chars: int = 24_0
     return "\n".join(parts).rstrip() + "\n"
 
 
+def defined_names(source: str) -> dict[str, tuple[int, int]]:
+    """Top-level functions and classes (and methods, as ``name``) of a Python source: name -> (first, last) line."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return {}
+    out: dict[str, tuple[int, int]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            out.setdefault(node.name, (first, node.end_lineno or node.lineno))
+    return out
+
+
+def _mentions(root: Path, rel: str, words: set[str]) -> int:
+    """How many of ``words`` the file defines (a function or class the task or the failure names)."""
+    try:
+        text = (root / rel).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return 0
+    return len(words & set(defined_names(text)))
+
+
 def relevant_sources(root: Path, task_text: str, hints: str = "", *, failing: list[str] | None = None) -> list[str]:
     """Python files to show with the code, most relevant first: the project files a failure went through, then
-    source files ranked by what the task and the test output mention, then the failing tests' own files."""
+    source files that define what the task and the test output name, ranked as in ``gather``, then the failing
+    tests' own files."""
     files = [f for f in list_files(root) if f.endswith(".py")]
     mentioned = f"{task_text}\n{hints}"
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]{2,}", mentioned))
     first = [f for f in failing or [] if f in files and not is_test_file(f)]
-    sources = sorted((f for f in files if not is_test_file(f) and f not in first), key=lambda f: _score(f, mentioned))
+    rest = [f for f in files if not is_test_file(f) and f not in first]
+    defining = {f: _mentions(root, f, words) for f in rest}
+    sources = sorted(rest, key=lambda f: (-defining[f], _score(f, mentioned)))
     tests = [f for f in failing or [] if f in files and is_test_file(f)]
     if not tests:
         tests = [f for f in sorted(files, key=lambda f: _score(f, mentioned)) if is_test_file(f)][:1]

@@ -3,6 +3,10 @@
 Why before the fix: a failing test that the model itself wrote turns "I think it's fixed" into "the check passes";
 CWM's own pipeline kept a reproduction test only if it reproduced the issue on the unpatched code. Rejected tests go
 back to the model with the reason, a bounded number of times; a run without an accepted test goes on without one.
+
+The test takes the form of the project's own tests, told by the test command: pytest functions, a unittest
+``TestCase``, or - for any other command (``python test_gcd.py``, ``make test``) - a standalone script
+``test_mendloop_repro.py`` at the top of the repository, run as ``python test_mendloop_repro.py``.
 """
 
 from __future__ import annotations
@@ -21,13 +25,47 @@ from agent.state import RepairState
 from tools.edits import CreateFile, Edit, WholeFile
 from tools.patching import apply_edit
 from tools.testgen import expected_exceptions, judge
-from tools.testing import TestReport, merge_reports, run_tests
+from tools.testing import Form, TestReport, command_form, merge_reports, python_of, run_tests
 
 NODE = "reproduce"
 
 
-def _repro_path(root: Path) -> str:
-    return "tests/test_mendloop_repro.py" if (root / "tests").is_dir() else "test_mendloop_repro.py"
+def _repro_path(root: Path, form: Form) -> str:
+    """Where the test goes: beside the project's tests; a script at the top, where ``python FILE`` imports from."""
+    if form != "command" and (root / "tests").is_dir():
+        return "tests/test_mendloop_repro.py"
+    return "test_mendloop_repro.py"
+
+
+def form_instructions(form: Form, cmd: str, path: str) -> dict[str, str]:
+    """The prompt's words for the test's form: what to write (``how``) and what else may help (``extra``)."""
+    if form == "pytest":
+        how = (
+            f"The tests here run with pytest (`{cmd}`): create the file `{path}` with one or a few small test "
+            "functions named `test_*`. Import the project's code as its own tests do."
+        )
+        extra = (
+            " Where the task is about a function with a clear contract (a property that must hold for every input), "
+            "you may add a Hypothesis property test (`from hypothesis import given, strategies as st`) next to the "
+            "example-based one."
+        )
+        return {"how": how, "extra": extra}
+    if form == "unittest":
+        how = (
+            f"The tests here run with unittest (`{cmd}`), not pytest: create the file `{path}` with a "
+            "`unittest.TestCase` subclass whose test methods are named `test_*` and check with `self.assertEqual` "
+            "and friends. Import the project's code as its own tests do."
+        )
+        return {"how": how, "extra": ""}
+    python = python_of(cmd)
+    how = (
+        f"The tests here run as a command (`{cmd}`), not with pytest or unittest: create `{path}`, a standalone "
+        f"Python script that is run as `{python} {path}` from the top of the repository. It imports the project's "
+        "code, calls it and checks the results with plain `assert` statements (at module level, or in functions the "
+        "script itself calls), so that it exits with an AssertionError while the problem is there and exits 0 once "
+        "it is fixed."
+    )
+    return {"how": how, "extra": ""}
 
 
 def _test_files(actions: list[Any]) -> tuple[list[Edit], list[str]]:
@@ -47,8 +85,11 @@ def reproduce(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any
     if not ctx.settings.reproduce or state.get("stop_reason"):
         return {}
     root = ctx.workspace.root
-    path = _repro_path(root)
-    prompt = render(NODE, task=ctx.task.text, context=gather(root, ctx.task.text), repro_path=path)
+    cmd = test_cmd(ctx, state)
+    form = command_form(cmd)
+    path = _repro_path(root, form)
+    words = form_instructions(form, cmd, path)
+    prompt = render(NODE, task=ctx.task.text, context=gather(root, ctx.task.text), **words)
     messages = [system_message(ctx), {"role": "user", "content": prompt}]
     notes: list[str] = []
     guard = protection(ctx, state)
@@ -68,7 +109,6 @@ def reproduce(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any
             if outcome.ok:
                 written.extend(outcome.changed)
         if written:
-            cmd = test_cmd(ctx, state)
             args = hypothesis_args(root, written)
             first = run_tests(ctx.sandbox, cmd, tests=written, timeout=ctx.settings.command_timeout, extra_args=args)
             second = run_tests(ctx.sandbox, cmd, tests=written, timeout=ctx.settings.command_timeout, extra_args=args)

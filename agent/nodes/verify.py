@@ -71,6 +71,28 @@ def _summary(iteration: int, report: TestReport, winner: dict[str, Any], scored:
     }
 
 
+def _next_start(
+    ctx: RunContext, state: RepairState, report: TestReport, best: dict[str, Any], *, improved: bool, more: bool
+) -> dict[str, Any]:
+    """Where the next fresh round starts, with the evidence about that code.
+
+    A round that beat the best code so far is built upon. A round that did not either goes back to the original
+    code (when it started from a partial fix: that fix may be a wrong turn) or tries again from the best code (when
+    it started from the original): stuck rounds alternate, so a partial fix is neither trusted for good nor lost.
+    """
+    if improved:
+        evidence = gather_evidence(ctx, report, test_cmd(ctx, state)) if more else state.get("evidence", {})
+        best["evidence"] = evidence
+        return {"start_patch": best["patch"], "evidence": evidence, "best": best}
+    started_from = state.get("start_patch", "")
+    if started_from and started_from == best.get("patch"):
+        start, evidence = "", state.get("origin_evidence") or state.get("evidence", {})
+    else:
+        start, evidence = best.get("patch", ""), best.get("evidence") or state.get("evidence", {})
+    _checkout(ctx, start)
+    return {"start_patch": start, "evidence": evidence}
+
+
 def verify(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
     cands = state.get("candidates", [])
@@ -106,11 +128,7 @@ def verify(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         return update
     more = iteration < ctx.settings.max_iterations and not state.get("stop_reason")
     if history(ctx) == "fresh":
-        # the next round starts from the best code so far, with the evidence about that code
-        if not improved:
-            _checkout(ctx, best.get("patch", ""))
-        elif more:
-            update["evidence"] = gather_evidence(ctx, report, test_cmd(ctx, state))
+        update.update(_next_start(ctx, state, report, best, improved=improved, more=more))
         update["workspace_patch"] = ctx.workspace.diff()
         return update
     update["workspace_patch"] = ctx.workspace.diff()

@@ -31,6 +31,8 @@ FLAG_FIELDS = {
     "--model": "model",
     "--dialect": "dialect",
     "--temperature": "temperature",
+    "--context-tokens": "context_tokens",
+    "--history": "history",
     "--request-timeout": "request_timeout",
     "--max-iterations": "max_iterations",
     "--max-calls": "max_model_calls",

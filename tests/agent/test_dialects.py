@@ -13,7 +13,7 @@ from agent.dialects.base import observation_body, split_think
 from agent.dialects.fences import looks_like_path, parse_fenced
 from agent.dialects.openai_tools import TOOL_SCHEMAS
 from agent.model import Completion, ToolCall
-from tools.edits import CreateFile, SearchReplace, UnifiedDiff, WholeFile
+from tools.edits import CreateFile, FencedCode, SearchReplace, UnifiedDiff, WholeFile
 
 CWM_PROMPT = (
     "You are a helpful AI assistant. You always reason before responding, using the following format:\n\n"
@@ -359,7 +359,8 @@ And an example of using it (not a file):
 ```python
 print(add(1, 2))
 ```"""
-    assert oai(content).actions == [WholeFile("src/app.py", "def add(a, b):\n    return a + b\n")]
+    # a source file's path and a function: placed by name in that file (a WholeFile would delete the rest of it)
+    assert oai(content).actions == [FencedCode("def add(a, b):\n    return a + b\n", "src/app.py")]
 
 
 def test_openai_assistant_and_tool_messages() -> None:
@@ -387,12 +388,91 @@ def test_openai_assistant_and_tool_messages() -> None:
     assert user == {"role": "user", "content": "<output>\ndone\n</output>"}
 
 
+@pytest.mark.parametrize("dialect", [OpenAIDialect(), CwmDialect()], ids=["openai", "cwm"])
+def test_tool_prompts_say_a_whole_function_in_a_python_block_is_accepted(dialect: Any) -> None:
+    prompt = " ".join(dialect.system_prompt(dialect.tool_description()).split())
+    assert "```python" in prompt and "`def` line" in prompt and "replaces the definition of the same name" in prompt
+    if dialect.name == "openai":  # the simplest form is named first, before the tools
+        assert prompt.index("```python") < prompt.index("- edit:")
+
+
 # --- markdown fences ---------------------------------------------------------------------------------------
 
 
 def test_fence_info_string_names_the_path() -> None:
     edits, problems = parse_fenced("```python src/pkg/mod.py\nX = 1\n```\n```python\nnot a file\n```")
     assert edits == [WholeFile("src/pkg/mod.py", "X = 1\n")] and problems == []
+
+
+MEDIAN = "def median(values):\n    ordered = sorted(values)\n    return ordered[len(ordered) // 2]\n"
+
+
+@pytest.mark.parametrize("fence", ["```python", "```py", "```", "~~~python"])
+def test_python_fence_without_a_path_holding_a_def_is_fenced_code(fence: str) -> None:
+    closing = fence[:3]
+    answer = f"The middle is wrong for even lengths. Here is the fixed function:\n\n{fence}\n{MEDIAN}{closing}\n"
+    edits, problems = parse_fenced(answer)
+    assert edits == [FencedCode(MEDIAN)] and problems == []
+
+
+def test_fenced_method_given_indented_and_async_def_are_fenced_code() -> None:
+    method = "    def push(self, x):\n        return x\n"
+    coro = "async def fetch(x):\n    return x\n"
+    edits, _ = parse_fenced(f"```python\n{method}```\n\n```python\n{coro}```")
+    assert edits == [FencedCode(method), FencedCode(coro)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "print(median([4, 1, 3, 2]))\n",  # example usage
+        "from stats import median\n\nassert median([1, 2]) == 1.5\n",
+        '"""\nclass attribute docs, not a class\n"""\nx = 1\n',  # a line starting with "class" inside a string
+        ">>> median([1, 2])\n1.5\n",  # a console session does not parse and names no definition
+    ],
+)
+def test_python_fence_without_a_definition_is_not_an_edit(body: str) -> None:
+    assert parse_fenced(f"For example:\n\n```python\n{body}```\n") == ([], [])
+
+
+def test_buggy_original_then_the_fix_are_two_edits_in_order() -> None:
+    fixed = MEDIAN.replace("return ordered[len(ordered) // 2]", "return 0")
+    answer = f"The current code:\n```python\n{MEDIAN}```\nThe fix:\n```python\n{fixed}```\n"
+    edits, _ = parse_fenced(answer)
+    assert edits == [FencedCode(MEDIAN), FencedCode(fixed)]  # applied in order, so the fix wins
+
+
+def test_a_definition_that_does_not_parse_is_still_code_so_the_model_hears_where() -> None:
+    broken = "def median(values):\n    return sorted(values\n"
+    assert parse_fenced(f"```python\n{broken}```") == ([FencedCode(broken)], [])
+
+
+def test_an_unclosed_fence_of_code_is_a_problem_not_an_edit() -> None:
+    edits, problems = parse_fenced(f"Here it is:\n```python\n{MEDIAN}")
+    assert edits == [] and problems and "not closed" in problems[0]
+
+
+@pytest.mark.parametrize(
+    "before,expected",
+    [
+        ("`stats/core.py`:", FencedCode(MEDIAN, "stats/core.py")),  # the prompt's own way of showing a file
+        ("In stats/core.py:", FencedCode(MEDIAN, "stats/core.py")),
+        ("tests/test_core.py", WholeFile("tests/test_core.py", MEDIAN)),  # a test's path: the whole test file
+        ("notes.txt", WholeFile("notes.txt", MEDIAN)),
+    ],
+)
+def test_a_path_before_a_fence_of_definitions(before: str, expected: object) -> None:
+    assert parse_fenced(f"{before}\n```python\n{MEDIAN}```\n") == ([expected], [])
+
+
+def test_cwm_answer_with_only_a_fenced_function_is_fenced_code() -> None:
+    parsed = cwm(f"The middle is off.\n</think>\nThe fix:\n```python\n{MEDIAN}```")
+    assert parsed.actions == [FencedCode(MEDIAN)] and parsed.problems == []
+
+
+def test_openai_answer_with_only_a_fenced_function_is_fenced_code() -> None:
+    parsed = oai(f"```python\n{MEDIAN}```")
+    assert parsed.actions == [FencedCode(MEDIAN)] and parsed.problems == []
 
 
 def test_aider_style_search_replace_with_paths() -> None:

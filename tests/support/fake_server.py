@@ -108,7 +108,19 @@ class ScriptedServer:
         models: Sequence[str] = ("facebook/cwm",),
         latency: float = 0.0,
         log: Path | None = None,
+        n_ctx: int | None = 32768,
+        refuse_above: int | None = None,
+        n_choices: bool = True,
+        max_n: int | None = None,
+        n_params: int | None = None,
     ) -> None:
+        self.n_params = n_params  # the model size /v1/models reports in ``meta``, as llama-server does
+        self.max_n = max_n  # refuse a larger ``n`` with llama-server's HTTP 400 (it allows at most its slots)
+        self.n_ctx = n_ctx  # what GET /props reports, as llama-server does; None: no /props (404)
+        # a prompt longer than this (default: n_ctx) is refused with llama.cpp's HTTP 400 for an exceeded context
+        self.refuse_above = refuse_above if refuse_above is not None else n_ctx
+        self.n_choices = n_choices  # answer ``n > 1`` with that many choices (llama-server, vLLM), or ignore it
+        self.probes: list[str] = []  # GET /props requests: server metadata, kept apart from the requests
         self._callable: Callable[[RecordedRequest], Reply] | None = None
         self._queues: dict[str, list[Reply]] = {}
         self._served: dict[str, int] = {}
@@ -195,7 +207,12 @@ class ScriptedServer:
                 self._log.flush()
 
     def _answer_models(self) -> tuple[int, dict[str, str], dict[str, Any]]:
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "mendloop"} for m in self.models]
+        data: list[dict[str, Any]] = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "mendloop"} for m in self.models
+        ]
+        if self.n_params is not None:
+            for entry in data:
+                entry["meta"] = {"n_params": self.n_params, "n_ctx_train": self.n_ctx}
         return 200, {}, {"object": "list", "data": data}
 
     def _answer_chat(self, request: RecordedRequest) -> tuple[int, dict[str, str], dict[str, Any]]:
@@ -207,11 +224,25 @@ class ScriptedServer:
                 {},
                 _error_body(f"The model `{model}` does not exist", "invalid_request_error", "model_not_found"),
             )
+        prompt = count_tokens(_prompt_text(body))
+        if self.refuse_above is not None and prompt > self.refuse_above:
+            message = (
+                f"request ({prompt} tokens) exceeds the available context size ({self.refuse_above} tokens), "
+                "try increasing it"
+            )
+            return 400, {}, _error_body(message, "exceed_context_size_error")
+        asked = int(body.get("n") or 1)
+        if self.max_n is not None and asked > self.max_n:
+            message = f"Field 'n': Value must be between 1 <= value <= {self.max_n}, but got {asked}"
+            return 400, {}, _error_body(message, "invalid_request_error")
         reply = self._next_reply(request)
         if reply is None:
             message = f"fake server: no scripted reply for node {request.node!r}"
             return 400, {}, _error_body(message, "invalid_request_error", "no_script")
         spec: dict[str, Any] = {"content": reply} if isinstance(reply, str) else dict(reply)
+        wanted = int(body.get("n") or 1) if self.n_choices else 1
+        extra = [self._next_reply(request) for _ in range(wanted - 1)]
+        spec["more"] = [{"content": r} if isinstance(r, str) else dict(r) for r in extra if r is not None]
         delay = float(spec.get("delay", 0.0)) + self.latency
         if delay > 0:
             time.sleep(delay)
@@ -242,12 +273,19 @@ class ScriptedServer:
             "total_tokens": prompt_tokens + completion_tokens,
         }
         finish = spec.get("finish_reason") or ("tool_calls" if calls else "stop")
+        choices = [{"index": 0, "message": message, "finish_reason": finish}]
+        for i, more in enumerate(spec.get("more", []), start=1):
+            text = more.get("content")
+            choices.append({"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"})
+            if not spec.get("usage"):
+                usage["completion_tokens"] += count_tokens(text or "")
+                usage["total_tokens"] += count_tokens(text or "")
         return {
             "id": f"chatcmpl-{counter}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "choices": choices,
             "usage": usage,
         }
 
@@ -294,6 +332,10 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.flush()
 
         def do_GET(self) -> None:
+            if self.path.rstrip("/") == "/props" and server.n_ctx is not None:
+                server.probes.append(self.path)
+                self._send_json(200, {}, {"default_generation_settings": {"n_ctx": server.n_ctx}, "total_slots": 1})
+                return
             request = self._request(None)
             server._record(request)
             if self.path.rstrip("/").endswith("/models"):

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tools.edits import CreateFile, DeleteFile, SearchReplace, UnifiedDiff, WholeFile
+from tools.edits import CreateFile, DeleteFile, Edit, FencedCode, SearchReplace, UnifiedDiff, WholeFile
 from tools.patching import PathRefused, apply_edit, apply_edits, check_syntax, resolve_path
 from tools.patching.diffparse import parse_diff
 
@@ -190,6 +190,135 @@ def test_outcome_never_raises_on_garbage(tmp_path: Path) -> None:
         assert not outcome.ok and outcome.message
 
 
+# --- fenced code (tools/patching/definitions.py) beyond the table ---------------------------------------------
+
+TWO = "def mean(values):\n    return sum(values) / len(values)\n\n\ndef median(values):\n    return sorted(values)[0]\n"
+MEDIAN_FIX = "def median(values):\n    return sorted(values)[len(values) // 2]\n"
+
+
+def test_fenced_buggy_original_then_the_fix_the_fix_wins(tmp_path: Path) -> None:
+    (tmp_path / "stats.py").write_text(TWO)
+    buggy = TWO[TWO.index("def median") :]
+    first, second = apply_edits(tmp_path, [FencedCode(buggy), FencedCode(MEDIAN_FIX)])
+    assert not first.ok and "already has" in first.message and first.changed == []
+    assert second.ok and second.changed == ["stats.py"]
+    assert (tmp_path / "stats.py").read_text() == TWO.replace(buggy, MEDIAN_FIX)
+
+
+def test_fenced_code_after_a_path_goes_into_that_file_and_keeps_the_rest(tmp_path: Path) -> None:
+    for name in ("a.py", "b.py"):
+        (tmp_path / name).write_text(TWO)
+    outcome = apply_edit(tmp_path, FencedCode(MEDIAN_FIX, "./b.py"))
+    assert outcome.ok and outcome.changed == ["b.py"], outcome.message
+    assert (tmp_path / "b.py").read_text() == TWO.replace(TWO[TWO.index("def median") :], MEDIAN_FIX)
+    assert (tmp_path / "a.py").read_text() == TWO
+
+
+def test_fenced_code_after_a_new_path_creates_the_file(tmp_path: Path) -> None:
+    outcome = apply_edit(tmp_path, FencedCode(MEDIAN_FIX, "pkg/new.py"))
+    assert outcome.ok and outcome.changed == ["pkg/new.py"], outcome.message
+    assert (tmp_path / "pkg" / "new.py").read_text() == MEDIAN_FIX
+
+
+def test_fenced_code_after_a_protected_or_escaping_path_is_refused(tmp_path: Path) -> None:
+    root, outside = tmp_path / "repo", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "stats.py").write_text(TWO)
+    (outside / "secret.py").write_text(TWO)
+    (root / "link.py").symlink_to(outside / "secret.py")
+
+    def protected(path: str) -> str | None:
+        return "it is frozen for this run" if path == "stats.py" else None
+
+    refused = apply_edit(root, FencedCode(MEDIAN_FIX, "stats.py"), protected=protected)
+    assert not refused.ok and refused.message == "Refused to edit stats.py: it is frozen for this run"
+    escaped = apply_edit(root, FencedCode(MEDIAN_FIX, "link.py"))
+    assert not escaped.ok and "symbolic link" in escaped.message
+    assert not apply_edit(root, FencedCode(MEDIAN_FIX, "../outside/secret.py")).ok
+    assert (root / "stats.py").read_text() == TWO and (outside / "secret.py").read_text() == TWO
+
+
+FUNCTION_BODIES = st.lists(st.integers(0, 99), min_size=1, max_size=5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(FUNCTION_BODIES, st.data(), st.sampled_from(["", "    ", "\t"]), st.sampled_from(["\n", "\r\n"]))
+def test_fenced_function_changes_only_its_own_lines(
+    values: list[int], data: st.DataObject, margin: str, eol: str
+) -> None:
+    """Whichever function of a module is given back (at any margin), only its lines change, byte for byte."""
+    functions = [f"def f{i}(x):\n    # f{i}\n    return x + {v}\n" for i, v in enumerate(values)]
+    chosen = data.draw(st.integers(0, len(values) - 1))
+    fixed = functions[chosen].replace(f"x + {values[chosen]}", "x * 2")
+    given_back = "".join(margin + line + "\n" if line else "\n" for line in fixed.splitlines())
+    before = "\n\n".join(functions).replace("\n", eol)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "mod.py").write_bytes(before.encode())
+        (root / "other.py").write_text("Y = 2\n")
+        outcome = apply_edit(root, FencedCode(given_back))
+        assert outcome.ok, outcome.message
+        expected = before.replace(functions[chosen].replace("\n", eol), fixed.replace("\n", eol))
+        assert (root / "mod.py").read_bytes() == expected.encode()
+
+
+PYTHONISH = st.lists(
+    st.sampled_from(
+        [
+            "def f(x):",
+            "    return x",
+            "class C:",
+            "    def f(self):",
+            "        pass",
+            "@decorator",
+            "import os",
+            "from m import f",
+            "if __name__ == '__main__':",
+            "    f(1)",
+            "print(f(2))",
+            "F = 3",
+            '    """doc',
+            '"""',
+            "",
+            "\tpass",
+            "async def f():",
+            "class C: pass",
+            "class C(B): x = 1",
+            "def f(x): return x",
+            "    x: int = 0",
+            "    @property",
+            "    @f.setter",
+        ]
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    PYTHONISH,
+    st.sampled_from(
+        [
+            "def f(x):\n    return 1\n",
+            "class C:\n    def f(self):\n        pass\n",
+            "F = 1\n",
+            "class C: pass\n",
+            "class C:\n    @property\n    def f(self):\n        return 1\n",
+            "def f(x): return 2\n\n\nclass C(B):\n\tx = 1\n",
+        ]
+    ),
+)
+def test_arbitrary_fenced_code_gives_an_outcome_not_a_crash(lines: list[str], start: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "m.py").write_text(start)
+        outcome = apply_edit(Path(tmp), FencedCode("\n".join(lines) + "\n"))
+        assert outcome.message
+        assert "Internal error" not in outcome.message, outcome.message
+        if outcome.ok:
+            compile((Path(tmp) / "m.py").read_text(), "m.py", "exec")
+
+
 # --- properties ---------------------------------------------------------------------------------------------
 
 LINES = st.lists(st.sampled_from(["a", "b", "c", "", "    x = 1", "\treturn y", "# note"]), max_size=25)
@@ -267,7 +396,7 @@ def test_edits_keep_the_file_mode_and_new_files_follow_the_umask(tmp_path: Path)
     script = tmp_path / "run.sh"
     script.write_text("echo a\n")
     script.chmod(0o755)
-    edits = [
+    edits: list[Edit] = [
         SearchReplace("run.sh", "echo a", "echo b"),
         WholeFile("run.sh", "echo c\n"),
         UnifiedDiff("--- a/run.sh\n+++ b/run.sh\n@@ -1 +1 @@\n-echo c\n+echo d\n"),

@@ -6,13 +6,17 @@ exactly the intended file, and must refuse (leaving files untouched) the ones th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tools.edits import CreateFile, DeleteFile, Edit, SearchReplace, UnifiedDiff, WholeFile
+from tools.edits import CreateFile, DeleteFile, Edit, FencedCode, SearchReplace, UnifiedDiff, WholeFile
 from tools.patching import apply_edit
+from tools.patching.definitions import is_test_file
+
+Protected = Callable[[str], str | None]
 
 SRC = """import os
 
@@ -44,12 +48,163 @@ TABS = "def f(x):\n\tif x:\n\t\treturn 1\n\treturn 0\n"
 DUP = "def a():\n    x = 1\n    return x\n\n\ndef b():\n    x = 1\n    return x\n"
 
 
+# --- fixtures for fenced code with no path: the fixed function as a small model gives it back -----------------
+
+STATS = '''"""Descriptive statistics."""
+
+
+def mean(values):
+    return sum(values) / len(values)
+
+
+def median(values):
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle]
+'''
+MEDIAN_FIXED = """def median(values):
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2 == 0:
+        return (ordered[middle - 1] + ordered[middle]) / 2
+    return ordered[middle]
+"""
+MEDIAN_BUGGY = STATS[STATS.index("def median") :]
+STATS_FIXED = STATS.replace(MEDIAN_BUGGY, MEDIAN_FIXED)
+PUSH_TWICE = "    def push(self, x):\n        self.total += 2 * x\n        return self.total\n"
+SRC_PUSH_TWICE = SRC.replace("        self.total += x\n", "        self.total += 2 * x\n")
+DECORATED = """import functools
+
+
+@functools.lru_cache(maxsize=None)
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+class Shape:
+    @property
+    def area(self):
+        return self._area
+
+    @area.setter
+    def area(self, value):
+        raise AttributeError("read-only")
+
+    @staticmethod
+    def unit():
+        return 1
+"""
+DECORATED_DOC = DECORATED.replace("def unit():\n", 'def unit():\n        """One."""\n')
+ASYNC = """import asyncio
+
+
+async def fetch(x):
+    await asyncio.sleep(0)
+    return x
+
+
+def run():
+    return asyncio.run(fetch(1))
+"""
+GCD = '''"""Greatest common divisor."""
+
+LIMIT = 100
+
+
+def gcd(a, b):
+    if b == 0:
+        return a
+    return gcd(a % b, b)
+
+
+def lcm(a, b):
+    return a * b // gcd(a, b)
+'''
+GCD_FIXED = GCD.replace("gcd(a % b, b)", "gcd(b, a % b)")
+MAIN = '\n\nif __name__ == "__main__":\n    print(gcd(12, 18))\n'
+GCD_TEST = "from gcd import gcd\n\n\ndef test_gcd():\n    assert gcd(12, 18) == 6\n"
+DOCUMENTED = '''"""Stats."""
+
+
+def mean(values):
+    """Arithmetic mean."""
+    return sum(values) / len(values)
+
+
+def median(values):
+    """The middle value."""
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+'''
+HUMANEVAL = '''from typing import List
+
+
+def has_close_elements(numbers: List[float], threshold: float) -> bool:
+    """ Check if in given list of numbers, are any two numbers closer to each other than
+    given threshold.
+    >>> has_close_elements([1.0, 2.0, 3.0], 0.5)
+    False
+    """
+    for idx, elem in enumerate(numbers):
+        for idx2, elem2 in enumerate(numbers):
+            if idx != idx2:
+                distance = elem - elem2
+                if distance < threshold:
+                    return True
+
+    return False
+'''
+HUMANEVAL_ANSWER = """from typing import List
+
+def has_close_elements(numbers: List[float], threshold: float) -> bool:
+    for idx, elem in enumerate(numbers):
+        for idx2, elem2 in enumerate(numbers):
+            if idx != idx2:
+                distance = abs(elem - elem2)
+                if distance < threshold:
+                    return True
+
+    return False
+
+
+def check(has_close_elements):
+    assert has_close_elements([1.0, 2.0, 3.9, 4.0, 5.0, 2.2], 0.3) == True
+
+check(has_close_elements)
+"""
+NESTED = """def outer(xs):
+    def key(x):
+        return x
+
+    return sorted(xs, key=key)
+
+
+def other():
+    return 1
+"""
+TAB_CLASS = (
+    "class Box:\n\tdef get(self):\n\t\tif self:\n\t\t\treturn 1\n\t\treturn 0\n\n\tdef put(self, x):\n\t\tpass\n"
+)
+QUERY = 'class Store:\n    def query(self):\n        return """\nSELECT 1\n"""\n'
+TWO_CLASSES = (
+    "class A:\n    def __init__(self):\n        self.x = 1\n\n\nclass B:\n    def __init__(self):\n        self.x = 2\n"
+)
+HELPER_A = "def helper(x):\n    return x\n"
+
+
+def protect_tests(rel: str) -> str | None:
+    """The loop's rule (agent/nodes/common.py ``protection``) for a repository's tests."""
+    return f"{rel} is one of the repository's tests, which are protected" if is_test_file(rel) else None
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
     files: dict[str, bytes]
     edit: Edit
     expected: dict[str, bytes | None] = field(default_factory=dict)
+    protected: Protected | None = None
+    hints: tuple[str, ...] = ()
 
 
 def b(text: str) -> bytes:
@@ -424,6 +579,276 @@ CASES: list[Case] = [
         DeleteFile("gone.txt"),
         {"gone.txt": None},
     ),
+    # --- fenced code with no path: placed by name through the syntax tree (tools/patching/definitions.py) ------
+    Case(
+        "fenced_function_replaces_only_itself",
+        {"stats.py": b(STATS), "util.py": b("X = 1\n"), "tests/test_stats.py": b("from stats import median\n")},
+        FencedCode(MEDIAN_FIXED),
+        {"stats.py": b(STATS_FIXED), "util.py": b("X = 1\n")},
+    ),
+    Case(
+        "fenced_function_twice_in_the_block_last_wins",
+        {"stats.py": b(STATS), "util.py": b("X = 1\n")},
+        FencedCode(f"{MEDIAN_BUGGY}\n\n{MEDIAN_FIXED}"),
+        {"stats.py": b(STATS_FIXED)},
+    ),
+    Case(
+        "fenced_method_alone_indented",
+        {"calc.py": b(SRC), "util.py": b("X = 1\n")},
+        FencedCode(PUSH_TWICE),
+        {"calc.py": b(SRC_PUSH_TWICE)},
+    ),
+    Case(
+        "fenced_method_alone_at_column_0",
+        {"calc.py": b(SRC), "util.py": b("X = 1\n")},
+        FencedCode("def push(self, x):\n    self.total += 2 * x\n    return self.total\n"),
+        {"calc.py": b(SRC_PUSH_TWICE)},
+    ),
+    Case(
+        "fenced_class_with_only_the_changed_method_keeps_the_others",
+        {"calc.py": b(SRC), "util.py": b("X = 1\n")},
+        FencedCode(f"class Calc:\n{PUSH_TWICE}"),
+        {"calc.py": b(SRC_PUSH_TWICE)},
+    ),
+    Case(
+        "fenced_class_with_a_new_method_appends_it",
+        {"calc.py": b(SRC), "util.py": b("X = 1\n")},
+        FencedCode(f"class Calc:\n{PUSH_TWICE}\n    def reset(self):\n        self.total = 0\n"),
+        {"calc.py": b(SRC_PUSH_TWICE + "\n    def reset(self):\n        self.total = 0\n")},
+    ),
+    Case(
+        "fenced_method_and_a_new_method_at_column_0",
+        {"calc.py": b(SRC), "util.py": b("X = 1\n")},
+        FencedCode(
+            "def push(self, x):\n    self.total += 2 * x\n    return self.total\n\ndef reset(self):\n    pass\n"
+        ),
+        {"calc.py": b(SRC_PUSH_TWICE + "\n    def reset(self):\n        pass\n")},
+    ),
+    Case(
+        "fenced_def_without_decorator_keeps_the_files",
+        {"shapes.py": b(DECORATED), "util.py": b("X = 1\n")},
+        FencedCode("def fib(n):\n    return n if n <= 1 else fib(n - 1) + fib(n - 2)\n"),
+        {"shapes.py": b(DECORATED.replace("n < 2", "n <= 1"))},
+    ),
+    Case(
+        "fenced_def_with_decorator_replaces_the_files",
+        {"shapes.py": b(DECORATED), "util.py": b("X = 1\n")},
+        FencedCode("@functools.cache\ndef fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n"),
+        {"shapes.py": b(DECORATED.replace("@functools.lru_cache(maxsize=None)", "@functools.cache"))},
+    ),
+    Case(
+        "fenced_property_setter_replaces_the_setter_not_the_getter",
+        {"shapes.py": b(DECORATED), "util.py": b("X = 1\n")},
+        FencedCode("    @area.setter\n    def area(self, value):\n        self._area = value\n"),
+        {"shapes.py": b(DECORATED.replace('raise AttributeError("read-only")', "self._area = value"))},
+    ),
+    Case(
+        "fenced_staticmethod_without_decorator_keeps_it",
+        {"shapes.py": b(DECORATED), "util.py": b("X = 1\n")},
+        FencedCode("def unit():\n    return 2\n"),
+        {"shapes.py": b(DECORATED.replace("return 1\n", "return 2\n"))},
+    ),
+    Case(
+        "fenced_async_def",
+        {"net.py": b(ASYNC), "util.py": b("X = 1\n")},
+        FencedCode("async def fetch(x):\n    await asyncio.sleep(0)\n    return x + 1\n"),
+        {"net.py": b(ASYNC.replace("    return x\n", "    return x + 1\n"))},
+    ),
+    Case(
+        "fenced_new_helper_before_the_fixed_function",
+        {"stats.py": b(STATS), "util.py": b("X = 1\n")},
+        FencedCode(
+            "def _pair_mean(ordered, middle):\n    return (ordered[middle - 1] + ordered[middle]) / 2\n\n\n"
+            + MEDIAN_FIXED.replace("(ordered[middle - 1] + ordered[middle]) / 2", "_pair_mean(ordered, middle)")
+        ),
+        {
+            "stats.py": b(
+                STATS.replace(
+                    MEDIAN_BUGGY,
+                    "def _pair_mean(ordered, middle):\n    return (ordered[middle - 1] + ordered[middle]) / 2\n\n\n"
+                    + MEDIAN_FIXED.replace(
+                        "(ordered[middle - 1] + ordered[middle]) / 2", "_pair_mean(ordered, middle)"
+                    ),
+                )
+            )
+        },
+    ),
+    Case(
+        "fenced_new_helper_after_the_fixed_function",
+        {"stats.py": b(STATS), "util.py": b("X = 1\n")},
+        FencedCode(MEDIAN_FIXED + "\n\ndef mode(values):\n    return max(set(values), key=values.count)\n"),
+        {"stats.py": b(STATS_FIXED + "\n\ndef mode(values):\n    return max(set(values), key=values.count)\n")},
+    ),
+    Case(
+        "fenced_new_import_after_the_docstring",
+        {"stats.py": b(STATS), "util.py": b("X = 1\n")},
+        FencedCode("import math\n\n\ndef mean(values):\n    return math.fsum(values) / len(values)\n"),
+        {
+            "stats.py": b(
+                STATS.replace(
+                    '"""Descriptive statistics."""\n', '"""Descriptive statistics."""\n\nimport math\n'
+                ).replace("return sum(values)", "return math.fsum(values)")
+            )
+        },
+    ),
+    Case(
+        "fenced_new_import_after_the_files_imports_known_ones_skipped",
+        {"calc.py": b(SRC), "util.py": b("X = 1\n")},
+        FencedCode("import os\nfrom math import fsum\n\ndef add(a, b):\n    return fsum([a, b])\n"),
+        {"calc.py": b(src_with("import os\n", "import os\nfrom math import fsum\n").replace("a + b", "fsum([a, b])"))},
+    ),
+    Case(
+        "fenced_whole_file_when_it_is_the_only_source_file",
+        {"gcd.py": b(GCD), "test_gcd.py": b(GCD_TEST)},
+        FencedCode(GCD_FIXED.replace("LIMIT = 100", "LIMIT = 1000")),
+        {"gcd.py": b(GCD_FIXED.replace("LIMIT = 100", "LIMIT = 1000")), "test_gcd.py": b(GCD_TEST)},
+    ),
+    Case(
+        "fenced_whole_file_with_only_a_constant_changed",
+        {"gcd.py": b(GCD), "test_gcd.py": b(GCD_TEST)},
+        FencedCode(GCD.replace("LIMIT = 100", "LIMIT = 1000")),
+        {"gcd.py": b(GCD.replace("LIMIT = 100", "LIMIT = 1000"))},
+    ),
+    Case(
+        "fenced_whole_file_leaves_out_a_main_demo_and_keeps_the_docstring",
+        {"gcd.py": b(GCD), "test_gcd.py": b(GCD_TEST)},
+        FencedCode(
+            GCD_FIXED.removeprefix('"""Greatest common divisor."""\n\n')
+            + '\n\n# Example usage\nif __name__ == "__main__":\n    print(gcd(12, 18))\n'
+        ),
+        {"gcd.py": b(GCD_FIXED)},
+    ),
+    Case(
+        "fenced_whole_file_without_docstrings_touches_only_the_changed_function",
+        {"core.py": b(DOCUMENTED), "util.py": b("X = 1\n")},
+        FencedCode(
+            "def mean(values):\n    return sum(values)/len(values)\n\n\n"
+            "def median(values):\n    ordered = sorted(values)\n    return ordered[(len(ordered) - 1) // 2]\n"
+        ),
+        {"core.py": b(DOCUMENTED.replace("ordered[len(ordered) // 2]", "ordered[(len(ordered) - 1) // 2]"))},
+    ),
+    Case(
+        "fenced_method_given_without_its_docstring_and_decorator_keeps_both",
+        {"shapes.py": b(DECORATED_DOC), "util.py": b("X = 1\n")},
+        FencedCode("def unit():\n    return 2\n"),
+        {"shapes.py": b(DECORATED_DOC.replace("return 1\n", "return 2\n"))},
+    ),
+    Case(
+        "fenced_humaneval_answer_without_docstring_and_with_its_check_function",
+        {"he.py": b(HUMANEVAL), "test_he.py": b("from he import has_close_elements\n")},
+        FencedCode(HUMANEVAL_ANSWER),
+        {"he.py": b(HUMANEVAL.replace("distance = elem - elem2", "distance = abs(elem - elem2)"))},
+    ),
+    Case(
+        "fenced_function_with_a_test_function_after_it",
+        {"stats.py": b(STATS), "util.py": b("X = 1\n")},
+        FencedCode(MEDIAN_FIXED + "\n\ndef test_median_even():\n    assert median([4, 1, 3, 2]) == 2.5\n"),
+        {"stats.py": b(STATS_FIXED)},
+    ),
+    Case(
+        "fenced_function_with_example_calls_after_it",
+        {"stats.py": b(STATS), "util.py": b("X = 1\n")},
+        FencedCode(MEDIAN_FIXED + "\n\nresult = median([4, 1, 3, 2])\nprint(result)  # 2.5\n"),
+        {"stats.py": b(STATS_FIXED)},
+    ),
+    Case(
+        "fenced_function_with_example_values_and_prints_after_it",
+        {"stats.py": b(STATS), "util.py": b("X = 1\n")},
+        FencedCode(MEDIAN_FIXED + "\n\n# Example usage\nnumbers = [4, 1, 3, 2]\nprint(median(numbers))\n"),
+        {"stats.py": b(STATS_FIXED)},
+    ),
+    Case(
+        "fenced_new_constant_the_function_uses_is_added_before_it",
+        {"stats.py": b(STATS), "util.py": b("X = 1\n")},
+        FencedCode("EMPTY = 0.0\n\n\ndef mean(values):\n    return sum(values) / len(values) if values else EMPTY\n"),
+        {
+            "stats.py": b(
+                STATS.replace("def mean", "EMPTY = 0.0\n\n\ndef mean").replace(
+                    "/ len(values)\n", "/ len(values) if values else EMPTY\n"
+                )
+            )
+        },
+    ),
+    Case(
+        "fenced_whole_file_keeps_the_files_own_main_block",
+        {"gcd.py": b(GCD + MAIN), "test_gcd.py": b(GCD_TEST)},
+        FencedCode(GCD_FIXED + MAIN.replace("12, 18", "35, 21")),
+        {"gcd.py": b(GCD_FIXED + MAIN.replace("12, 18", "35, 21"))},
+    ),
+    Case(
+        "fenced_module_constant_replaced_next_to_its_function",
+        {"gcd.py": b(GCD), "util.py": b("X = 1\n")},
+        FencedCode("LIMIT = 1000\n\n\ndef lcm(a, b):\n    return abs(a * b) // gcd(a, b)\n"),
+        {"gcd.py": b(GCD.replace("LIMIT = 100", "LIMIT = 1000").replace("a * b //", "abs(a * b) //"))},
+    ),
+    Case(
+        "fenced_crlf_file_stays_crlf",
+        {"stats.py": b(STATS.replace("\n", "\r\n")), "util.py": b("X = 1\n")},
+        FencedCode(MEDIAN_FIXED.replace("\n", "\r\n")),
+        {"stats.py": b(STATS_FIXED.replace("\n", "\r\n"))},
+    ),
+    Case(
+        "fenced_file_without_final_newline_keeps_it_so",
+        {"stats.py": b(STATS.rstrip("\n")), "util.py": b("X = 1\n")},
+        FencedCode(MEDIAN_FIXED),
+        {"stats.py": b(STATS_FIXED.rstrip("\n"))},
+    ),
+    Case(
+        "fenced_spaces_into_a_tab_file",
+        {"t.py": b(TABS + "\n\ndef g():\n\treturn 2\n"), "util.py": b("X = 1\n")},
+        FencedCode("def f(x):\n    if x:\n        return 2\n    return 0\n"),
+        {"t.py": b(TABS.replace("return 1", "return 2") + "\n\ndef g():\n\treturn 2\n")},
+    ),
+    Case(
+        "fenced_spaces_method_into_a_tab_class",
+        {"box.py": b(TAB_CLASS), "util.py": b("X = 1\n")},
+        FencedCode("    def get(self):\n        if self:\n            return 2\n        return 0\n"),
+        {"box.py": b(TAB_CLASS.replace("return 1", "return 2"))},
+    ),
+    Case(
+        "fenced_outer_function_with_its_nested_one",
+        {"n.py": b(NESTED), "util.py": b("X = 1\n")},
+        FencedCode("def outer(xs):\n    def key(x):\n        return -x\n\n    return sorted(xs, key=key)\n"),
+        {"n.py": b(NESTED.replace("return x\n", "return -x\n"))},
+    ),
+    Case(
+        "fenced_nested_function_alone",
+        {"n.py": b(NESTED), "util.py": b("X = 1\n")},
+        FencedCode("def key(x):\n    return -x\n"),
+        {"n.py": b(NESTED.replace("return x\n", "return -x\n"))},
+    ),
+    Case(
+        "fenced_method_with_a_multiline_string_moves_without_changing_it",
+        {"store.py": b(QUERY), "util.py": b("X = 1\n")},
+        FencedCode('def query(self):\n    return """\nSELECT 2\n"""\n'),
+        {"store.py": b(QUERY.replace("SELECT 1", "SELECT 2"))},
+    ),
+    Case(
+        "fenced_name_also_in_a_test_file_goes_to_the_source",
+        {"stats.py": b(STATS), "tests/test_stats.py": b("def median(values):\n    return 0\n")},
+        FencedCode(MEDIAN_FIXED),
+        {"stats.py": b(STATS_FIXED), "tests/test_stats.py": b("def median(values):\n    return 0\n")},
+        protected=protect_tests,
+    ),
+    Case(
+        "fenced_top_level_definition_beats_a_nested_helper_of_the_same_name",
+        {"sort.py": b("def key(x):\n    return x\n"), "n.py": b(NESTED)},
+        FencedCode("def key(x):\n    return -x\n"),
+        {"sort.py": b("def key(x):\n    return -x\n"), "n.py": b(NESTED)},
+    ),
+    Case(
+        "fenced_block_starting_with_a_bom",
+        {"stats.py": b(STATS), "util.py": b("X = 1\n")},
+        FencedCode("\ufeff" + MEDIAN_FIXED),
+        {"stats.py": b(STATS_FIXED)},
+    ),
+    Case(
+        "fenced_two_files_define_it_and_the_hint_tells_which",
+        {"a/util.py": b(HELPER_A), "b/util.py": b(HELPER_A)},
+        FencedCode("def helper(x):\n    return x + 1\n"),
+        {"a/util.py": b(HELPER_A), "b/util.py": b(HELPER_A.replace("return x", "return x + 1"))},
+        hints=("./b/util.py", "a/other.py"),
+    ),
 ]
 
 
@@ -437,7 +862,7 @@ def write_tree(root: Path, files: dict[str, bytes]) -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_meant_edit_gives_intended_content(tmp_path: Path, case: Case) -> None:
     write_tree(tmp_path, case.files)
-    outcome = apply_edit(tmp_path, case.edit)
+    outcome = apply_edit(tmp_path, case.edit, protected=case.protected, hints=case.hints)
     assert outcome.ok, outcome.message
     for rel, want in case.expected.items():
         path = tmp_path / rel
@@ -458,7 +883,7 @@ def test_meant_edit_reports_exactly_the_files_it_touched(tmp_path: Path, case: C
     and no file it left alone."""
     write_tree(tmp_path, case.files)
     before = read_tree(tmp_path)
-    outcome = apply_edit(tmp_path, case.edit)
+    outcome = apply_edit(tmp_path, case.edit, protected=case.protected, hints=case.hints)
     after = read_tree(tmp_path)
     touched = {rel for rel in before.keys() | after.keys() if before.get(rel) != after.get(rel)}
     assert sorted(outcome.changed) == sorted(touched), outcome.message
@@ -470,6 +895,8 @@ class Refusal:
     files: dict[str, bytes]
     edit: Edit
     says: tuple[str, ...]
+    protected: Protected | None = None
+    hints: tuple[str, ...] = ()
 
 
 REFUSALS: list[Refusal] = [
@@ -583,6 +1010,78 @@ REFUSALS: list[Refusal] = [
         UnifiedDiff("--- /dev/null\n+++ b/../../evil.py\n@@ -0,0 +1 @@\n+x = 1\n"),
         ("..",),
     ),
+    # --- fenced code with no path ---------------------------------------------------------------------------
+    Refusal(
+        "fenced_two_files_define_it_and_nothing_tells_which",
+        {"a/util.py": b(HELPER_A), "b/util.py": b(HELPER_A)},
+        FencedCode("def helper(x):\n    return x + 1\n"),
+        ("helper", "a/util.py", "b/util.py", "nothing was written"),
+        hints=("c/elsewhere.py",),
+    ),
+    Refusal(
+        "fenced_block_does_not_parse",
+        {"stats.py": b(STATS)},
+        FencedCode("def median(values):\n    ordered = sorted(values\n    return ordered[0]\n"),
+        ("does not parse", "line 2", "nothing was written"),
+    ),
+    Refusal(
+        "fenced_block_matches_no_definition",
+        {"stats.py": b(STATS), "util.py": b("X = 1\n")},
+        FencedCode("def mode(values):\n    return max(values)\n"),
+        ("matches no definition", "looked for mode", "stats.py", "util.py", "nothing was written"),
+    ),
+    Refusal(
+        "fenced_only_source_file_is_not_overwritten_by_an_unknown_function",
+        {"gcd.py": b(GCD), "test_gcd.py": b(GCD_TEST)},
+        FencedCode("def greatest_common_divisor(a, b):\n    return a\n"),
+        ("matches no definition", "looked for greatest_common_divisor", "gcd.py"),
+    ),
+    Refusal(
+        "fenced_name_defined_only_in_a_protected_test",
+        {"stats.py": b(STATS), "tests/test_stats.py": b("def test_median():\n    assert True\n")},
+        FencedCode("def test_median():\n    assert 1 == 1\n"),
+        ("test_median", "tests/test_stats.py", "protected", "Nothing was written"),
+        protected=protect_tests,
+    ),
+    Refusal(
+        "fenced_name_defined_only_in_a_test_file_without_protection",
+        {"stats.py": b(STATS), "test_stats.py": b("def test_median():\n    assert True\n")},
+        FencedCode("def test_median():\n    assert 1 == 1\n"),
+        ("test_median", "test_stats.py", "test file", "Nothing was written"),
+    ),
+    Refusal(
+        "fenced_method_name_in_two_classes",
+        {"two.py": b(TWO_CLASSES), "util.py": b("X = 1\n")},
+        FencedCode("def __init__(self):\n    self.x = 3\n"),
+        ("several places in two.py", "A.__init__", "B.__init__", "nothing was written"),
+    ),
+    Refusal(
+        "fenced_block_is_what_the_file_has",
+        {"stats.py": b(STATS), "util.py": b("X = 1\n")},
+        FencedCode(MEDIAN_BUGGY),
+        ("already has", "stats.py", "nothing changed"),
+    ),
+    Refusal(
+        "fenced_name_in_a_file_that_does_not_parse_itself",
+        {"stats.py": b(STATS.replace("return ordered[middle]", "return ordered[middle")), "util.py": b("X = 1\n")},
+        FencedCode(MEDIAN_FIXED),
+        ("median", "stats.py does not parse itself (line 11", "nothing was written"),
+    ),
+    Refusal(
+        "fenced_block_differs_only_in_docstring_and_layout",
+        {"core.py": b(DOCUMENTED), "util.py": b("X = 1\n")},
+        FencedCode(
+            'def median( values ):\n    """Another doc."""\n    ordered = sorted( values )\n'
+            "    return ordered[len(ordered)//2]\n"
+        ),
+        ("core.py already has", "docstrings and layout aside", "nothing changed"),
+    ),
+    Refusal(
+        "fenced_block_without_a_def",
+        {"stats.py": b(STATS)},
+        FencedCode("print(median([4, 1, 3, 2]))\n"),
+        ("no def or class", "nothing was written"),
+    ),
 ]
 
 
@@ -596,7 +1095,7 @@ def test_refused_edit_leaves_tree_unchanged(tmp_path: Path, case: Refusal) -> No
     root.mkdir()
     write_tree(root, case.files)
     before = snapshot(tmp_path)
-    outcome = apply_edit(root, case.edit)
+    outcome = apply_edit(root, case.edit, protected=case.protected, hints=case.hints)
     assert not outcome.ok
     assert outcome.changed == []
     for fragment in case.says:

@@ -8,11 +8,17 @@ this module ships it there, reads its JSON back and renders it:
 * :func:`render_cwm` - CWM's special-token frames (``<|call_sep|>``, ``<|line_sep|>``, ...), byte for byte the
   grammar in docs/CWM.md;
 * :func:`render_prompt_context` - the ``<|trace_context_start|>SOURCE<|frame_sep|>`` prefix CWM's trace prediction
-  prompt starts with;
+  prompt starts with: the traced function's source, its ``def`` line marked ``  # << START_OF_TRACE``, then the
+  source of each project function the trace steps into;
+* :func:`render_cwm_prompt` - what a CWM model is shown: that prefix, then the frames (CWM was trained on traces
+  that follow their source), with one plain line before it when frames were left out;
 * :func:`render_readable` - ``L12 call  c='r'`` lines for people and for models that never saw CWM's tokens.
 
-Marker frames (event ``"skip"``) stand for loop iterations or frames that were left out; in CWM text they are line
-frames whose source is a ``# ... skipped ...`` comment, so the text still parses by CWM's grammar.
+No frame the program did not produce is ever shown. Where frames are left out (a long loop's middle iterations, a
+cap, a budget), the first frame after the gap carries ``gap`` (what was left out) and its locals in full - the
+grammar's own way to start over, as a call frame does - and the ONE marker of the gap is outside the token stream:
+the note line of :func:`render_cwm_prompt` (CWM's grammar has no token for "left out", and an invented frame would
+teach the model a step the program never took), or an indented line of :func:`render_readable`.
 """
 
 from __future__ import annotations
@@ -20,27 +26,33 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from sandboxes.base import Sandbox
-from tools.testing import TestCase
+from tools.testing import TestCase, python_of, script_target, unittest_top
 
 __all__ = [
     "END_OF_TEXT",
     "SPECIAL_TOKENS",
     "START_MARKER",
+    "Callee",
     "Frame",
     "Trace",
     "estimate_tokens",
+    "gaps_note",
     "render_cwm",
+    "render_cwm_prompt",
     "render_prompt_context",
     "render_readable",
     "trace_failure",
     "trace_from_json",
+    "trace_script",
     "trace_test",
+    "trace_unittest",
 ]
 
 FRAME_SEP = "<|frame_sep|>"
@@ -76,13 +88,27 @@ UNCHANGED = ".."
 class Frame:
     """One event of the traced scope. ``locals`` (call/line) holds ``repr`` strings, ``".."`` where unchanged since
     the previous call/line frame; ``value`` (return/exception) is the ``repr`` of what was returned or raised.
-    ``event == "skip"`` marks left-out frames; its ``source_line`` is the ``# ... skipped ...`` comment."""
+    ``depth`` 0 is the traced function, 1 a function it called and the trace stepped into (``file`` then names its
+    file), and so on. ``gap`` says which frames were left out just before this one ("996 iterations of lines 3-4")."""
 
     event: str
     line: int
     source_line: str
     locals: dict[str, str] | None
     value: str | None
+    depth: int = 0
+    gap: str = ""
+    file: str = ""
+
+
+@dataclass
+class Callee:
+    """A project function the trace steps into: its source goes into CWM's trace context after the traced one's."""
+
+    function: str
+    file: str
+    source: str
+    first_line: int
 
 
 @dataclass
@@ -96,6 +122,7 @@ class Trace:
     frames: list[Frame]
     truncated: bool
     summary: str
+    callees: list[Callee] = field(default_factory=list)
 
 
 # -- getting a trace -----------------------------------------------------------------------------------------
@@ -108,21 +135,108 @@ def trace_test(
     timeout: float | None = None,
     python: str = "python",
     env: Mapping[str, str] | None = None,
+    step_into: int = 0,
 ) -> Trace | None:
     """Trace the function behind the failing pytest ``test_id`` inside ``sandbox``.
 
     Returns None - never raises - when nothing could be traced (a collection error, a crash, a timeout, no project
     code on the failing path): a missing trace is an observation, not an infrastructure failure. Errors of the
     sandbox itself (``SandboxError``) still propagate. ``env`` goes to the command (e.g.
-    ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1`` where heavy unrelated pytest plugins are installed).
+    ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1`` where heavy unrelated pytest plugins are installed). ``step_into`` > 0
+    steps into the project functions the traced one calls, that many calls deep (0: calls are lines).
     """
-    sandbox.put({TRACER_PATH: _TRACER.read_bytes(), ".mendloop/.gitignore": b"*\n"})
-    cmd = [python, TRACER_PATH, "--test", test_id, "--out", TRACE_OUT]
-    cmd += ["--max-frames", str(max_frames), "--max-repr", str(max_repr)]
+    return _run_tracer(sandbox, ["--test", test_id], max_frames, max_repr, timeout, python, env, step_into)
+
+
+def trace_unittest(
+    sandbox: Sandbox,
+    test_id: str,
+    *,
+    top: str = ".",
+    max_frames: int = 200,
+    max_repr: int = 200,
+    timeout: float | None = None,
+    python: str = "python",
+    env: Mapping[str, str] | None = None,
+    step_into: int = 0,
+) -> Trace | None:
+    """Trace the function behind the failing unittest ``test_id`` (``tests.test_x.TestK.test_y``); ``top`` is the
+    directory unittest named it from (``discover -t``/``-s``). None when nothing could be traced."""
+    mode = ["--unittest", test_id] + (["--path", top] if top not in ("", ".") else [])
+    return _run_tracer(sandbox, mode, max_frames, max_repr, timeout, python, env, step_into)
+
+
+def trace_script(
+    sandbox: Sandbox,
+    target: str,
+    args: Sequence[str] = (),
+    *,
+    module: bool = False,
+    max_frames: int = 200,
+    max_repr: int = 200,
+    timeout: float | None = None,
+    python: str = "python",
+    env: Mapping[str, str] | None = None,
+    step_into: int = 0,
+) -> Trace | None:
+    """Trace a Python script run as a test (``python test_gcd.py``; ``module``: ``python -m pkg.checks``): the
+    innermost project function a traceback reached, or the last top-level project call before the script failed
+    (a module-level ``assert``). None when nothing could be traced."""
+    mode = ["--module" if module else "--script", target, "--", *args]
+    return _run_tracer(sandbox, mode, max_frames, max_repr, timeout, python, env, step_into)
+
+
+def trace_failure(
+    sandbox: Sandbox, case: TestCase, test_cmd: str, *, timeout: float | None = None, step_into: int = 0
+) -> Trace | None:
+    """Trace the project function behind one failing test case, whatever ran it; ``None`` when it cannot be traced.
+
+    pytest cases by their node id, unittest cases by their id (from the command's top-level directory), and a
+    command's case by running its Python script or module under the tracer (the case's id is the command that ran:
+    the suite's own, or ``python test_mendloop_repro.py``). Commands that are not one Python run (``make test``, a
+    shell script) cannot be traced. ``step_into``: see :func:`trace_test`.
+    """
+    python = python_of(test_cmd)
+    if case.kind == "pytest":
+        if "::" not in case.id:
+            return None
+        return trace_test(sandbox, case.id, timeout=timeout, python=python, step_into=step_into)
+    if case.kind == "unittest":
+        if "." not in case.id:  # a module that failed to import: there is no test to run
+            return None
+        top = unittest_top(test_cmd)
+        return trace_unittest(sandbox, case.id, top=top, timeout=timeout, python=python, step_into=step_into)
+    target = script_target(case.id)
+    if target is None:
+        return None
+    python, how, name, args = target
+    if how == "module" and name in ("pytest", "unittest"):
+        return None
+    return trace_script(
+        sandbox, name, args, module=how == "module", timeout=timeout, python=python, step_into=step_into
+    )
+
+
+def _run_tracer(
+    sandbox: Sandbox,
+    mode: Sequence[str],
+    max_frames: int,
+    max_repr: int,
+    timeout: float | None,
+    python: str,
+    env: Mapping[str, str] | None,
+    step_into: int = 0,
+) -> Trace | None:
+    # an empty trace file first: a tracer that never starts (no such interpreter) must not leave an old trace to read
+    sandbox.put({TRACER_PATH: _TRACER.read_bytes(), ".mendloop/.gitignore": b"*\n", TRACE_OUT: b""})
+    cmd = [python, TRACER_PATH, "--out", TRACE_OUT, "--max-frames", str(max_frames), "--max-repr", str(max_repr)]
     if timeout is not None:
         # the tracer stops an endless loop itself, early enough to still write what it saw
         cmd += ["--max-seconds", f"{max(1.0, timeout * 0.75):.1f}"]
-    sandbox.run(cmd, timeout=timeout, env=env)
+    if step_into > 0:
+        cmd += ["--step-into", str(step_into)]
+    # through the shell: an interpreter the sandbox lacks is exit 127 (no trace), not an error of the sandbox
+    sandbox.run(shlex.join([*cmd, *mode]), timeout=timeout, env=env)
     try:
         raw = sandbox.get(TRACE_OUT)
     except (OSError, KeyError):
@@ -131,16 +245,6 @@ def trace_test(
         return trace_from_json(json.loads(raw.decode("utf-8", "replace")))
     except (ValueError, TypeError, KeyError):
         return None
-
-
-def trace_failure(sandbox: Sandbox, case: TestCase, test_cmd: str, *, timeout: float | None = None) -> Trace | None:
-    """Trace the project function behind one failing test case, whatever ran it; ``None`` when it cannot be traced.
-
-    pytest cases are traced by their node id. (Cases of other test commands are traced where the tracer knows how.)
-    """
-    if "::" in case.id:
-        return trace_test(sandbox, case.id, timeout=timeout)
-    return None
 
 
 def trace_from_json(document: Mapping[str, Any]) -> Trace | None:
@@ -154,8 +258,15 @@ def trace_from_json(document: Mapping[str, Any]) -> Trace | None:
             source_line=str(f["source_line"]),
             locals=None if f.get("locals") is None else {str(k): str(v) for k, v in f["locals"].items()},
             value=None if f.get("value") is None else str(f["value"]),
+            depth=int(f.get("depth", 0)),
+            gap=str(f.get("gap") or ""),
+            file=str(f.get("file") or ""),
         )
         for f in document["frames"]
+    ]
+    callees = [
+        Callee(str(c["function"]), str(c["file"]), str(c["source"]), int(c["first_line"]))
+        for c in document.get("callees") or []
     ]
     return Trace(
         function=str(document["function"]),
@@ -165,6 +276,7 @@ def trace_from_json(document: Mapping[str, Any]) -> Trace | None:
         frames=frames,
         truncated=bool(document.get("truncated", False)),
         summary=str(document.get("summary", "")),
+        callees=callees,
     )
 
 
@@ -177,10 +289,12 @@ def estimate_tokens(text: str) -> int:
 
 
 def resolve_locals(frames: Sequence[Frame]) -> list[dict[str, str] | None]:
-    """Full locals per frame (``".."`` replaced by the value it stands for); None for return/exception/skip."""
+    """Full locals per frame (``".."`` replaced by the value it stands for); None for return/exception frames."""
     resolved: list[dict[str, str] | None] = []
     previous: dict[str, str] | None = None
     for frame in frames:
+        if frame.gap:
+            previous = None
         current = None
         if frame.event in ("call", "line"):
             current = {
@@ -197,6 +311,8 @@ def _rediff(frames: Sequence[Frame], full: Sequence[dict[str, str] | None]) -> l
     out: list[Frame] = []
     previous: dict[str, str] | None = None
     for frame, current in zip(frames, full, strict=True):
+        if frame.gap:
+            previous = None
         if frame.event == "call" and current is not None:
             frame = replace(frame, locals=dict(current))
         elif frame.event == "line" and current is not None:
@@ -208,39 +324,49 @@ def _rediff(frames: Sequence[Frame], full: Sequence[dict[str, str] | None]) -> l
 
 
 def _carried(frame: Frame, current: dict[str, str] | None, previous: dict[str, str] | None) -> dict[str, str] | None:
-    """The locals the next frame's ``".."`` refer to: this frame's own, none after a return or a skip marker."""
+    """The locals the next frame's ``".."`` refer to: this frame's own, none after a return."""
     if current is not None:
         return current
-    return None if frame.event in ("return", "skip") else previous
+    return None if frame.event == "return" else previous
 
 
-def _fit(trace: Trace, render: Any, budget_tokens: int | None) -> str:
-    """Render; if over budget, keep fewer and fewer frames from both ends with a skip marker in the middle."""
-    text: str = render(trace, trace.frames)
-    if budget_tokens is None or estimate_tokens(text) <= budget_tokens or len(trace.frames) <= 2:
-        return text
-    full = resolve_locals(trace.frames)
-    keep = len(trace.frames) - 1
+def _joined(first: str, second: str) -> str:
+    return f"{first}; {second}" if first and second else first or second
+
+
+def fit_frames(trace: Trace, render: Any, budget_tokens: int | None) -> list[Frame]:
+    """The frames to show within ``budget_tokens`` of ``render(trace, frames)``: all of them, or fewer and fewer from
+    both ends with the middle left out (the first frame after the cut says so in its ``gap``)."""
+    frames = list(trace.frames)
+    if budget_tokens is None or len(frames) <= 2 or estimate_tokens(render(trace, frames)) <= budget_tokens:
+        return frames
+    full = resolve_locals(frames)
+    keep = len(frames) - 1
+    chosen = frames
     while keep >= 2:
         head, tail = (keep + 1) // 2, keep // 2
-        dropped = trace.frames[head : len(trace.frames) - tail]
-        lines = [f.line for f in dropped]
-        indent = re.match(r"\s*", dropped[0].source_line)
-        marker = Frame(
-            "skip",
-            dropped[0].line,
-            f"{indent.group(0) if indent else ''}# ... {len(dropped)} frames of lines "
-            f"{min(lines)}-{max(lines)} skipped ...",
-            None,
-            None,
+        dropped = frames[head : len(frames) - tail]
+        lines = sorted({f.line for f in dropped if f.depth == 0})
+        where = "" if not lines else f" of line {lines[0]}" if len(lines) == 1 else f" of lines {lines[0]}-{lines[-1]}"
+        after = frames[len(frames) - tail]
+        inner = [f.gap for f in dropped if f.gap]  # gaps inside the cut are still gaps: said first
+        after = replace(after, gap=_joined("; ".join([*inner, f"{len(dropped)} frames{where}"]), after.gap))
+        chosen = _rediff(
+            [*frames[:head], after, *frames[len(frames) - tail + 1 :]],
+            [*full[:head], *full[len(full) - tail :]],
         )
-        frames = [*trace.frames[:head], marker, *trace.frames[len(trace.frames) - tail :]]
-        fulls = [*full[:head], None, *full[len(full) - tail :]]
-        text = render(trace, _rediff(frames, fulls))
-        if estimate_tokens(text) <= budget_tokens:
-            return text
+        if estimate_tokens(render(trace, chosen)) <= budget_tokens:
+            return chosen
         keep = keep * 3 // 4 if keep > 8 else keep - 1
-    return text
+    return chosen
+
+
+def gaps_note(frames: Sequence[Frame]) -> str:
+    """One plain line naming every gap of ``frames`` ("" when none): the marker that stands outside CWM's tokens."""
+    gaps = [f"{frame.gap} before frame {index + 1}" for index, frame in enumerate(frames) if frame.gap]
+    if not gaps:
+        return ""
+    return f"(Frames left out of this trace: {'; '.join(gaps)}. The frame after a gap carries its locals in full.)"
 
 
 # -- CWM rendering -------------------------------------------------------------------------------------------
@@ -250,19 +376,14 @@ def _locals_json(local_vars: Mapping[str, str] | None) -> str:
 
 def _cwm_frames(trace: Trace, frames: Sequence[Frame]) -> str:
     parts: list[str] = []
-    first = True
-    for frame in frames:
+    for index, frame in enumerate(frames):
         source = frame.source_line.rstrip("\n")
-        if frame.event == "call" and first:
+        if index == 0 and frame.event == "call":
             source += START_MARKER
-        first = False
-        if frame.event == "skip":
-            parts.append(f"{LINE_SEP}{{}}{ACTION_SEP}{source}\n{FRAME_SEP}")
-        elif frame.event in ("call", "line"):
-            token = _EVENT_TOKENS[frame.event]
+        token = _EVENT_TOKENS[frame.event]
+        if frame.event in ("call", "line"):
             parts.append(f"{token}{_locals_json(frame.locals)}{ACTION_SEP}{source}\n{FRAME_SEP}")
         else:
-            token = _EVENT_TOKENS[frame.event]
             parts.append(f"{token}{ACTION_SEP}{source}\n{ARG_SEP}{json.dumps(frame.value or 'None')}{FRAME_SEP}")
     return "".join(parts)
 
@@ -271,7 +392,7 @@ def render_cwm(trace: Trace, *, budget_tokens: int | None = None, end_of_text: b
     """The trace as CWM's frames: ``<|call_sep|>{locals}<|action_sep|>def f(c):  # << START_OF_TRACE\\n<|frame_sep|>``
     then line / return / exception frames. ``end_of_text`` appends ``<|end_of_text|>``, which is how CWM's traces
     end when execution leaves the scope. The ``<|begin_of_text|>`` token is the tokenizer's business, not ours."""
-    text = _fit(trace, _cwm_frames, budget_tokens)
+    text = _cwm_frames(trace, fit_frames(trace, _cwm_frames, budget_tokens))
     return text + END_OF_TEXT if end_of_text else text
 
 
@@ -287,26 +408,49 @@ def marked_source(trace: Trace) -> str:
     return "".join(lines)
 
 
+def _context_source(trace: Trace) -> str:
+    """The traced function's marked source, then each stepped-into callee's, separated by blank lines."""
+    blocks = [marked_source(trace), *(callee.source for callee in trace.callees)]
+    return "\n".join(block if block.endswith("\n") else block + "\n" for block in blocks)
+
+
 def render_prompt_context(trace: Trace) -> str:
     """``<|trace_context_start|>SOURCE<|frame_sep|>``: the prefix of CWM's trace-prediction prompt (raw completion,
-    no chat template); append :func:`render_cwm` frames to show what really happened, or let CWM predict them."""
-    return f"{TRACE_CONTEXT_START}{marked_source(trace)}{FRAME_SEP}"
+    no chat template); append :func:`render_cwm` frames to show what really happened, or let CWM predict them.
+    SOURCE is the traced function (marked) followed by the functions the trace steps into."""
+    return f"{TRACE_CONTEXT_START}{_context_source(trace)}{FRAME_SEP}"
+
+
+def render_cwm_prompt(trace: Trace, *, budget_tokens: int | None = None) -> str:
+    """What a CWM model is shown of a trace, as it was trained: the source context, then the frames (within
+    ``budget_tokens`` for the whole text, the source taking its share first but never more than half); a plain note
+    line first when frames were left out."""
+    context = render_prompt_context(trace)
+    room = None
+    if budget_tokens is not None:
+        room = max(budget_tokens - estimate_tokens(context), budget_tokens // 2)
+    frames = fit_frames(trace, _cwm_frames, room)
+    note = gaps_note(frames)
+    return (f"{note}\n" if note else "") + context + _cwm_frames(trace, frames)
 
 
 # -- readable rendering --------------------------------------------------------------------------------------
 def _readable_frames(trace: Trace, frames: Sequence[Frame]) -> str:
     lines = [f"Trace of {trace.function} ({trace.file}:{trace.first_line}): {trace.summary}"]
     for frame in frames:
-        if frame.event == "skip":
-            lines.append(f"      {frame.source_line.strip().lstrip('#').strip()}")
-        elif frame.event in ("call", "line"):
+        indent = "  " * frame.depth
+        if frame.gap:
+            lines.append(f"      {indent}... {frame.gap} left out ...")
+        if frame.event in ("call", "line"):
             changed = ", ".join(f"{k}={v}" for k, v in (frame.locals or {}).items() if v != UNCHANGED)
-            lines.append(f"L{frame.line} {frame.event:<5} {changed}".rstrip())
+            where = f" {frame.file}" if frame.event == "call" and frame.depth and frame.file else ""
+            lines.append(f"{indent}L{frame.line} {frame.event:<5} {changed}".rstrip() + where)
         else:
-            lines.append(f"L{frame.line} {frame.event:<5} {frame.value}")
+            lines.append(f"{indent}L{frame.line} {frame.event:<5} {frame.value}")
     return "\n".join(lines) + "\n"
 
 
 def render_readable(trace: Trace, *, budget_tokens: int | None = None) -> str:
-    """One line per event, showing only locals that changed: ``L12 call  c='r'`` ... ``L20 return 'Found 3'``."""
-    return _fit(trace, _readable_frames, budget_tokens)
+    """One line per event, showing only locals that changed: ``L12 call  c='r'`` ... ``L20 return 'Found 3'``;
+    stepped-into calls indented by their depth, a left-out stretch as one ``... left out ...`` line."""
+    return _readable_frames(trace, fit_frames(trace, _readable_frames, budget_tokens))

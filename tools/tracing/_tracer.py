@@ -1,30 +1,43 @@
-"""Record a real execution trace of one failing pytest test, for CWM's trace format.
+"""Record a real execution trace of one failing test, for CWM's trace format.
 
 STANDALONE on purpose: this file is copied into the sandbox (``.mendloop/_tracer.py``) and run there by whatever
 Python the sandbox has (3.8+), so it imports only the standard library (and pytest, which the project under test
-brings). The host side (``tools/tracing/__init__.py``) reads the JSON it writes.
+brings, for pytest ids). The host side (``tools/tracing/__init__.py``) reads the JSON it writes. Four ways to run the
+failing test, one per test form:
 
-    python .mendloop/_tracer.py --test tests/test_x.py::test_y --out .mendloop/trace.json
+    python .mendloop/_tracer.py --out .mendloop/trace.json --test tests/test_x.py::test_y      # a pytest node id
+    python .mendloop/_tracer.py --out ... --unittest tests.test_x.TestK.test_y [--path DIR]   # a unittest id
+    python .mendloop/_tracer.py --out ... --script test_gcd.py -- ARGS...                     # `python test_gcd.py`
+    python .mendloop/_tracer.py --out ... --module mypkg.checks -- ARGS...                    # `python -m mypkg.checks`
+
+A script or module runs as Python would run it (``runpy``, ``__name__ == "__main__"``, ``sys.argv`` and
+``sys.path[0]`` set the same way); it is the "test", and its own file is test code.
 
 How the function to trace is chosen (the "entry function"):
   1. the failure is an exception whose traceback passes through project code: the DEEPEST project (non-test) frame
      of that traceback - the exact invocation, matched by frame identity;
-  2. otherwise (an ``assert`` in the test on a wrong value): the LAST project call made directly by the test
-     (its caller is test code) that completed before the failure - its return value is what the test judged;
-  3. otherwise (no project code ran at all): the test function itself.
+  2. otherwise (an ``assert`` in the test on a wrong value, a script's module-level ``assert``, a script that exits
+     non-zero): the LAST project call made directly by the test (its caller is test code) that completed before
+     the failure - its return value is what the test judged;
+  3. otherwise (no project code ran at all): the test function itself (pytest and unittest).
 Only files under the project root count as project code (not site-packages, a venv, the stdlib, pytest, or
-``.mendloop``); test files (``test_*.py``, ``*_test.py``, ``conftest.py``) are code under test only in case 3.
+``.mendloop``); test files (``test_*.py``, ``*_test.py``, ``conftest.py``, the traced script) are code under test
+only in case 3.
 
 What is recorded is the SCOPE of that one invocation, as CWM's traces are: its call, line, exception and return
-events. Nested calls (recursive ones included) show up only as the line that makes them. A generator shows each
-``yield`` as a return frame and each resumption as a call frame, exactly as ``sys.settrace`` reports them. A caught
-exception is an exception frame followed by the handler's lines; an uncaught one is an exception frame followed by
-a return frame whose value is ``None`` (that is what settrace emits, and what CWM's own tracer records).
+events. By default nested calls (recursive ones included) show up only as the line that makes them; with
+``--step-into N`` the project functions it calls are stepped into, N calls deep, the way CWM's debugger demo steps:
+the callee's call frame, its lines and its return frame sit between the caller's lines (each event carries its
+``depth``). A generator shows each ``yield`` as a return frame and each resumption as a call frame, exactly as
+``sys.settrace`` reports them. A caught exception is an exception frame followed by the handler's lines; an uncaught
+one is an exception frame followed by a return frame whose value is ``None`` (that is what settrace emits, and what
+CWM's own tracer records).
 
-Size control: long loops keep their first iterations and the last one, with a marker frame (event ``skip``) saying
-how many iterations of which lines were left out; the whole trace is then capped at ``--max-frames``; every
-``repr`` is guarded and cut at ``--max-repr`` characters. An endless loop is stopped after ``--max-events`` traced
-lines or ``--max-seconds`` (the test is aborted; the trace says so).
+Size control - and no frame the program did not produce: long loops keep their first iterations and the last one,
+the whole trace is then capped at ``--max-frames``; where frames are left out, the first frame after the gap carries
+a ``gap`` note (how many frames of which lines) and its locals in full, so nothing after a gap refers to a value
+before it. Every ``repr`` is guarded and cut at ``--max-repr`` characters. An endless loop is stopped after
+``--max-events`` traced lines or ``--max-seconds`` (the test is aborted; the trace says so).
 """
 
 # mypy: ignore-errors
@@ -37,6 +50,7 @@ import inspect
 import json
 import linecache
 import os
+import runpy
 import sys
 import time
 
@@ -68,26 +82,42 @@ def safe_repr(value, limit):
 
 
 class Event:
-    """One raw settrace event of the traced scope. ``kind`` is call/line/return/exception, or skip (a marker)."""
+    """One raw settrace event: ``kind`` is call/line/return/exception. ``depth`` 0 is the scope itself, 1 a function
+    it called (stepped into), and so on; ``code`` is the callee's code object (None at depth 0). ``start`` marks the
+    call that begins an invocation (a generator's resumptions are calls too). ``gap`` says which frames were left out
+    just before this one (empty when none were)."""
 
-    __slots__ = ("kind", "line", "locals", "text", "value")
+    __slots__ = ("code", "depth", "gap", "kind", "line", "locals", "start", "value")
 
-    def __init__(self, kind, line, local_vars=None, value=None, text=None):
+    def __init__(self, kind, line, local_vars=None, value=None, depth=0, code=None, start=False, gap=""):
         self.kind = kind
         self.line = line
         self.locals = local_vars
         self.value = value
-        self.text = text  # only for skip markers
+        self.depth = depth
+        self.code = code
+        self.start = start
+        self.gap = gap
+
+    def nested(self, depth, code):
+        """This event as seen from a caller ``depth`` calls up."""
+        return Event(self.kind, self.line, self.locals, self.value, self.depth + depth, self.code or code, self.start)
+
+    def with_gap(self, text):
+        """A copy that says ``text`` was left out just before it (joined to a gap it already has)."""
+        joined = f"{self.gap}; {text}" if self.gap else text
+        return Event(self.kind, self.line, self.locals, self.value, self.depth, self.code, self.start, joined)
 
 
 class Scope:
     """Everything recorded for one invocation (one frame object; a generator frame keeps its scope across resumes)."""
 
-    def __init__(self, recorder, frame, top_level, qualname):
+    def __init__(self, recorder, frame, top_level, qualname, parent=None):
         self.recorder = recorder
         self.code = frame.f_code
         self.top_level = top_level
         self.qualname = qualname
+        self.parent = parent  # the scope of the (project or test) function that called this one, when stepping in
         self.head = []
         self.tail = collections.deque(maxlen=max(1, recorder.max_frames))
         self.dropped = 0
@@ -96,22 +126,31 @@ class Scope:
         self.stopped = None  # why recording ended early, if it did
 
     def add(self, event):
+        """Record an event of this invocation, and show it to the callers that step into it."""
         self.last_kind = event.kind
+        self.keep(event)
+        parent, depth = self.parent, 1
+        while parent is not None and depth <= self.recorder.step_into:
+            parent.keep(event.nested(depth, self.code))
+            parent, depth = parent.parent, depth + 1
+
+    def keep(self, event):
         if len(self.head) < self.recorder.head_events:
             self.head.append(event)
             return
         if len(self.tail) == self.tail.maxlen:
             old = self.tail[0]
             self.dropped += 1
-            self.dropped_lines.add(old.line)
+            if old.depth == 0:
+                self.dropped_lines.add(old.line)
         self.tail.append(event)
 
     def events(self):
         if not self.dropped:
             return list(self.head) + list(self.tail)
-        lo, hi = min(self.dropped_lines), max(self.dropped_lines)
-        text = f"... {self.dropped} events of lines {lo}-{hi} skipped ..."
-        return [*list(self.head), Event("skip", lo, text=text), *list(self.tail)]
+        tail = list(self.tail)
+        tail[0] = tail[0].with_gap(f"{self.dropped} events{_of_lines(self.dropped_lines)}")
+        return [*list(self.head), *tail]
 
     def trace(self, frame, event, arg):
         rec = self.recorder
@@ -141,6 +180,7 @@ class Recorder:
         max_events=2000000,
         max_seconds=30.0,
         head_events=HEAD_EVENTS,
+        step_into=0,
     ):
         self.root = os.path.realpath(root)
         self.test_file = os.path.realpath(test_file) if test_file else None
@@ -150,6 +190,7 @@ class Recorder:
         self.max_events = max_events
         self.max_seconds = max_seconds
         self.head_events = head_events
+        self.step_into = max(0, int(step_into or 0))  # how many calls deep callees are stepped into
         self.prefixes = sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
         self.kinds = {}
         self.harness = {}
@@ -195,7 +236,9 @@ class Recorder:
         known = self.harness.get(filename)
         if known is None:
             parts = filename.replace("\\", "/").split("/")
-            known = self.harness[filename] = "_pytest" in parts or "pluggy" in parts
+            unittest_file = getattr(sys.modules.get("unittest"), "__file__", None)  # imported by now if it runs
+            in_unittest = bool(unittest_file) and filename.startswith(os.path.dirname(unittest_file) + os.sep)
+            known = self.harness[filename] = "_pytest" in parts or "pluggy" in parts or in_unittest
         return known
 
     def is_top_level(self, frame):
@@ -205,7 +248,7 @@ class Recorder:
             if caller.f_code is trace_call.__code__:
                 return True
             if self.is_harness(caller.f_code.co_filename):
-                return False  # pytest itself calling in (e.g. __repr__ for an assertion message)
+                return False  # the test runner calling in (e.g. __repr__ for an assertion message)
             kind = self.kind(caller.f_code.co_filename)
             if kind == 2:
                 return True
@@ -235,24 +278,41 @@ class Recorder:
             if self.test_scope is not None or code.co_name != self.test_name:
                 return None
             scope = self.test_scope = Scope(self, frame, False, _qualname(frame))
-            scope.add(Event("call", frame.f_lineno, self.snapshot(frame)))
+            scope.add(Event("call", frame.f_lineno, self.snapshot(frame), start=True))
+            self.active[id(frame)] = (frame, scope)
             return scope.trace
         key = id(frame)
         if code.co_flags & _GENERATOR_FLAGS:
             seen = self.generators.get(key)
             if seen is not None and seen[0] is frame:
+                seen[1].parent = self.caller_scope(frame)  # whoever resumes it now steps into it
                 seen[1].add(Event("call", frame.f_lineno, self.snapshot(frame)))
                 self.active[key] = seen
                 return seen[1].trace
         top = self.is_top_level(frame)
         if top:
             self.raised.clear()
-        scope = Scope(self, frame, top, _qualname(frame))
-        scope.add(Event("call", frame.f_lineno, self.snapshot(frame)))
+        scope = Scope(self, frame, top, _qualname(frame), self.caller_scope(frame))
+        scope.add(Event("call", frame.f_lineno, self.snapshot(frame), start=True))
         self.active[key] = (frame, scope)
         if code.co_flags & _GENERATOR_FLAGS:
             self.generators[key] = (frame, scope)
         return scope.trace
+
+    def caller_scope(self, frame):
+        """The running scope (project or test function) this call comes from, through frames that are not traced
+        (a comprehension, ``sorted(key=...)``); None when not stepping into calls or when the runner called."""
+        if not self.step_into:
+            return None
+        caller = frame.f_back
+        while caller is not None:
+            hit = self.active.get(id(caller))
+            if hit is not None and hit[0] is caller:
+                return hit[1]
+            if self.is_harness(caller.f_code.co_filename):
+                return None
+            caller = caller.f_back
+        return None
 
     def count_line(self, scope):
         self.lines += 1
@@ -321,13 +381,25 @@ def _qualname(frame):
 
 
 # -- shaping: loops, caps, diffs -----------------------------------------------------------------------------
-def _chain(events, start, header):
-    """Positions of the loop header ``header`` from ``start`` on, while the events stay inside the loop body."""
+def _of_lines(lines):
+    """`` of lines 3-4`` for a set of line numbers (empty when there are none)."""
+    lines = sorted(lines)
+    if not lines:
+        return ""
+    return f" of line {lines[0]}" if lines[0] == lines[-1] else f" of lines {lines[0]}-{lines[-1]}"
+
+
+def _chain(events, start, header, base):
+    """Positions of the loop header ``header`` (at depth ``base``) from ``start`` on, while the events stay inside the
+    loop body; the frames of functions it steps into (deeper events) are part of the body."""
     positions = [start]
     index = start + 1
     while index < len(events):
         event = events[index]
-        if event.kind in ("call", "return", "skip"):
+        if event.depth > base:
+            index += 1
+            continue
+        if event.kind in ("call", "return"):
             break
         if event.kind == "line":
             if event.line == header:
@@ -338,60 +410,68 @@ def _chain(events, start, header):
     return positions
 
 
-def compress_loops(events, keep_first=KEEP_FIRST_ITERATIONS, keep_last=KEEP_LAST_ITERATIONS):
-    """Keep the first and last iterations of every long loop; a skip marker stands for the rest (nested loops are
-    compressed inside the iterations that are kept)."""
+def compress_loops(events, keep_first=KEEP_FIRST_ITERATIONS, keep_last=KEEP_LAST_ITERATIONS, base=0):
+    """Keep the first and last iterations of every long loop; the first frame after the left-out iterations says so
+    in its ``gap``. Nested loops are compressed inside the iterations that are kept, and the frames of a function
+    stepped into (deeper events) are compressed as that function's own."""
     out = []
     index = 0
     while index < len(events):
         event = events[index]
+        if event.depth > base:
+            end = index
+            while end < len(events) and events[end].depth > base:
+                end += 1
+            out.extend(compress_loops(events[index:end], keep_first, keep_last, base + 1))
+            index = end
+            continue
         if event.kind != "line":
             out.append(event)
             index += 1
             continue
-        positions = _chain(events, index, event.line)
+        positions = _chain(events, index, event.line, base)
         iterations = len(positions) - 1  # the last header event is the final loop test
         skipped = iterations - keep_first - keep_last
         if skipped < MIN_SKIPPED_ITERATIONS:
             out.append(event)
             index += 1
             continue
-        for number in [*list(range(keep_first)), None, *list(range(iterations - keep_last, iterations))]:
-            if number is None:
-                middle = events[positions[keep_first] : positions[iterations - keep_last]]
-                lines = [e.line for e in middle if e.kind in ("line", "exception")]
-                text = f"... {skipped} iterations of lines {min(lines)}-{max(lines)} skipped ..."
-                out.append(Event("skip", event.line, text=text))
-                continue
+        middle = events[positions[keep_first] : positions[iterations - keep_last]]
+        lines = {e.line for e in middle if e.depth == base and e.kind in ("line", "exception")}
+        gap = f"{skipped} iterations{_of_lines(lines)}"
+        for number in [*list(range(keep_first)), *list(range(iterations - keep_last, iterations))]:
             segment = events[positions[number] : positions[number + 1]]
-            out.append(segment[0])
-            out.extend(compress_loops(segment[1:], keep_first, keep_last))
+            first = segment[0].with_gap(gap) if number == iterations - keep_last else segment[0]
+            out.append(first)
+            out.extend(compress_loops(segment[1:], keep_first, keep_last, base))
         index = positions[-1]
     return out
 
 
 def cap_frames(events, max_frames):
-    """Drop middle frames beyond ``max_frames`` (keeping the start and the end, where the answer is)."""
+    """Drop middle frames beyond ``max_frames`` (keeping the start and the end, where the answer is); the first
+    frame after the cut says what was left out."""
     if len(events) <= max_frames:
         return events, False
     keep_tail = max(1, max_frames // 4)
-    keep_head = max(1, max_frames - keep_tail - 1)
+    keep_head = max(1, max_frames - keep_tail)
     middle = events[keep_head : len(events) - keep_tail]
-    lines = [e.line for e in middle]
-    text = f"... {len(middle)} frames of lines {min(lines)}-{max(lines)} skipped ..."
-    return [
-        *events[:keep_head],
-        Event("skip", middle[0].line, text=text),
-        *events[len(events) - keep_tail :],
-    ], True
+    lines = {e.line for e in middle if e.depth == 0}
+    tail = events[len(events) - keep_tail :]
+    inner = [e.gap for e in middle if e.gap]  # gaps inside the cut are still gaps: said first
+    tail[0] = tail[0].with_gap("; ".join([*inner, f"{len(middle)} frames{_of_lines(lines)}"]))
+    return [*events[:keep_head], *tail], True
 
 
 def diff_locals(events):
     """CWM's locals: full on call frames, ``".."`` for a value unchanged since the previous call/line frame.
-    A return or a skip marker breaks the chain (a reader cannot resolve ``..`` across them)."""
+    A return breaks the chain (CWM's debugger stops resolving there), and so does a gap: the first frame after
+    left-out frames carries its values in full."""
     previous = None
     out = []
     for event in events:
+        if event.gap:
+            previous = None
         if event.kind == "call":
             shown = dict(event.locals or {})
             previous = event.locals
@@ -404,13 +484,20 @@ def diff_locals(events):
             previous = current
         else:
             shown = None
-            if event.kind in ("return", "skip"):
+            if event.kind == "return":
                 previous = None
         out.append(shown)
     return out
 
 
+_SOURCES = {}
+
+
 def _source_of(code, filename):
+    """``(source, first_line, def_line)`` of a code object (cached: stepped-into callees repeat)."""
+    known = _SOURCES.get(code)
+    if known is not None:
+        return known
     try:
         lines, first = inspect.getsourcelines(code)
     except (OSError, TypeError):
@@ -424,52 +511,76 @@ def _source_of(code, filename):
         if stripped.startswith("def ") or stripped.startswith("async def "):
             def_line = first + offset
             break
-    return "".join(lines), first, def_line
+    _SOURCES[code] = result = ("".join(lines), first, def_line)
+    return result
+
+
+def _relative(filename, root):
+    return os.path.relpath(os.path.realpath(filename), root).replace(os.sep, "/")
+
+
+def _code_name(code):
+    return getattr(code, "co_qualname", None) or code.co_name
 
 
 def build_trace(scope, reason, root, max_frames, outcome=None):
     """Turn a recorded scope into the JSON document the host reads."""
     code = scope.code
     filename = code.co_filename
-    source, first_line, def_line = _source_of(code, filename)
+    source, first_line, _ = _source_of(code, filename)
     events = compress_loops(scope.events())
-    loops_skipped = sum(1 for e in events if e.kind == "skip")
+    loops_skipped = any("iterations" in e.gap for e in events)
     events, capped = cap_frames(events, max_frames)
     shown = diff_locals(events)
     frames = []
+    callees = []
+    seen_callees = {code}
     seen_call = False
-    for event, local_vars in zip(events, shown, strict=False):
+    for event, local_vars in zip(events, shown):  # noqa: B905 (3.8+)
         line = event.line
-        if event.kind == "skip":
-            indent = linecache.getline(filename, line)
-            indent = indent[: len(indent) - len(indent.lstrip())] or "    "
-            source_line = indent.rstrip("\n") + "# " + event.text.strip()
-            frames.append({"event": "skip", "line": line, "source_line": source_line, "locals": None, "value": None})
-            continue
-        if event.kind == "call" and not seen_call:
-            line = def_line
-        seen_call = seen_call or event.kind == "call"
-        frames.append(
-            {
-                "event": event.kind,
-                "line": line,
-                "source_line": linecache.getline(filename, line).rstrip("\r\n"),
-                "locals": local_vars,
-                "value": event.value,
-            }
-        )
-    last = events[-1] if events else None
+        where = event.code or code
+        if event.kind == "call" and (event.start if event.depth else not seen_call):
+            line = _source_of(where, where.co_filename)[2]
+        if event.depth == 0:
+            seen_call = seen_call or event.kind == "call"
+        frame = {
+            "event": event.kind,
+            "line": line,
+            "source_line": linecache.getline(where.co_filename, line).rstrip("\r\n"),
+            "locals": local_vars,
+            "value": event.value,
+            "depth": event.depth,
+            "gap": event.gap,
+        }
+        if event.depth:
+            frame["file"] = _relative(where.co_filename, root)
+            if where not in seen_callees:
+                seen_callees.add(where)
+                callee_source, callee_first, _ = _source_of(where, where.co_filename)
+                callees.append(
+                    {
+                        "function": _code_name(where),
+                        "file": frame["file"],
+                        "source": callee_source,
+                        "first_line": callee_first,
+                    }
+                )
+        frames.append(frame)
+    own = [e for e in events if e.depth == 0]
+    last = own[-1] if own else None
     if scope.stopped:
         ending = scope.stopped
-    elif _ended_by_exception(events):
-        ending = f"raised {_last_exception(events).value} at line {_last_exception(events).line}"
+    elif _ended_by_exception(own):
+        ending = f"raised {_last_exception(own).value} at line {_last_exception(own).line}"
     elif last is not None and last.kind == "return":
         ending = f"returned {last.value}"
     else:
         ending = "did not return"
     summary = f"{scope.qualname} {ending}; {len(frames)} frames"
+    if callees:
+        summary += f"; steps into {', '.join(c['function'] for c in callees)}"
     if loops_skipped:
-        summary += "; long loops shortened (skip frames)"
+        summary += "; long loops shortened"
     if capped:
         summary += f"; capped at {max_frames} frames"
     summary += f". Chosen because {reason}."
@@ -477,10 +588,11 @@ def build_trace(scope, reason, root, max_frames, outcome=None):
         summary += f" Test outcome: {outcome}."
     return {
         "function": scope.qualname,
-        "file": os.path.relpath(os.path.realpath(filename), root).replace(os.sep, "/"),
+        "file": _relative(filename, root),
         "source": source,
         "first_line": first_line,
         "frames": frames,
+        "callees": callees,
         "truncated": bool(capped or loops_skipped or scope.dropped or scope.stopped),
         "summary": summary,
     }
@@ -495,11 +607,13 @@ def _last_exception(events):
 
 
 # -- in-process helper (used by tests; no pytest involved) ---------------------------------------------------
-def trace_call(func, args=(), kwargs=None, root=None, max_frames=200, max_repr=200, max_events=2000000):
+def trace_call(func, args=(), kwargs=None, root=None, max_frames=200, max_repr=200, max_events=2000000, step_into=0):
     """Trace ``func(*args, **kwargs)`` in this process and return the trace document (exceptions are swallowed: they are
     part of the trace)."""
     root = os.path.realpath(root or os.path.dirname(func.__code__.co_filename))
-    recorder = Recorder(root, None, None, max_frames=max_frames, max_repr=max_repr, max_events=max_events)
+    recorder = Recorder(
+        root, None, None, max_frames=max_frames, max_repr=max_repr, max_events=max_events, step_into=step_into
+    )
     recorder.start()
     excinfo = None
     try:
@@ -526,10 +640,7 @@ class _Plugin:
         self.results = []  # (failed, document)
 
     def pytest_runtest_call(self, item):
-        o = self.options
-        recorder = Recorder(
-            self.root, self.test_file, self.test_name, o.max_frames, o.max_repr, o.max_events, o.max_seconds
-        )
+        recorder = _recorder(self.options, self.root, self.test_file, self.test_name)
         recorder.start()
         try:
             outcome = yield
@@ -542,7 +653,7 @@ class _Plugin:
             self.results.append((failed, {"function": None, "summary": reason, "frames": []}))
             return
         verdict = f"failed with {safe_repr(excinfo[1], 120)}" if failed else "passed"
-        self.results.append((failed, build_trace(scope, reason, self.root, o.max_frames, verdict)))
+        self.results.append((failed, build_trace(scope, reason, self.root, self.options.max_frames, verdict)))
 
 
 def _split_test_id(test_id):
@@ -551,20 +662,8 @@ def _split_test_id(test_id):
     return path, name
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Trace the function behind one failing pytest test.")
-    parser.add_argument("--test", required=True, help="pytest node id, e.g. tests/test_x.py::test_y")
-    parser.add_argument("--out", required=True, help="where to write the JSON trace")
-    parser.add_argument("--root", default=".", help="project root (default: the current directory)")
-    parser.add_argument("--max-frames", type=int, default=200)
-    parser.add_argument("--max-repr", type=int, default=200)
-    parser.add_argument("--max-events", type=int, default=2000000)
-    parser.add_argument("--max-seconds", type=float, default=30.0, help="stop tracing this long after start")
-    options = parser.parse_args(argv)
-    out = os.path.abspath(options.out)
-    if os.path.exists(out):
-        os.remove(out)  # never let the host read a stale trace
-    root = os.path.realpath(options.root)
+def _trace_pytest(options, root):
+    """pytest runs the test; the plugin traces its call phase. Returns the document to write."""
     sys.path.insert(0, root)
     import pytest
 
@@ -578,17 +677,169 @@ def main(argv=None):
     failing = [doc for failed, doc in plugin.results if failed and doc.get("function")]
     traced = [doc for _, doc in plugin.results if doc.get("function")]
     if failing:
-        document = failing[0]
-    elif traced:
-        document = traced[-1]
-    elif plugin.results:
-        document = plugin.results[0][1]
+        return failing[0]
+    if traced:
+        return traced[-1]
+    if plugin.results:
+        return plugin.results[0][1]
+    return _nothing(f"no test ran (pytest exit code {int(code)})")
+
+
+def _nothing(why):
+    return {"function": None, "summary": why, "frames": []}
+
+
+def _recorder(options, root, test_file, test_name):
+    return Recorder(
+        root,
+        test_file,
+        test_name,
+        options.max_frames,
+        options.max_repr,
+        options.max_events,
+        options.max_seconds,
+        step_into=options.step_into,
+    )
+
+
+def _document(recorder, excinfo, root, options):
+    scope, reason = recorder.select(excinfo)
+    if scope is None:
+        return _nothing(reason)
+    verdict = f"failed with {safe_repr(excinfo[1], 120)}" if excinfo is not None else "passed"
+    return build_trace(scope, reason, root, options.max_frames, verdict)
+
+
+def _flatten(suite):
+    import unittest
+
+    if isinstance(suite, unittest.TestSuite):
+        for item in suite:
+            yield from _flatten(item)
     else:
-        document = {
-            "function": None,
-            "summary": f"no test ran (pytest exit code {int(code)})",
-            "frames": [],
-        }
+        yield suite
+
+
+def _trace_unittest(options, root):
+    """unittest's loader finds the test by its id (``mod.Class.test_x``); it runs under the recorder, and the first
+    error or failure it reports (a subtest's included) is the failure to explain."""
+    import unittest
+
+    sys.path[0] = os.getcwd()  # as `python -m unittest` has it
+    for entry in reversed(options.path):
+        sys.path.insert(0, os.path.abspath(entry))
+    try:
+        suite = unittest.defaultTestLoader.loadTestsFromName(options.unittest)
+    except Exception as exc:
+        return _nothing(f"unittest could not load {options.unittest}: {safe_repr(exc, 200)}")
+    tests = list(_flatten(suite))
+    failed_import = [t for t in tests if type(t).__name__ in ("_FailedTest", "ModuleImportFailure")]
+    if not tests or failed_import:
+        return _nothing(f"unittest could not load {options.unittest}")
+    module = sys.modules.get(type(tests[0]).__module__)
+    test_file = getattr(module, "__file__", None)
+    test_name = options.unittest.rsplit(".", 1)[-1]
+
+    class Result(unittest.TestResult):
+        excinfo = None
+
+        def addError(self, test, err):
+            super().addError(test, err)
+            self.excinfo = self.excinfo or err
+
+        def addFailure(self, test, err):
+            super().addFailure(test, err)
+            self.excinfo = self.excinfo or err
+
+        def addSubTest(self, test, subtest, err):
+            super().addSubTest(test, subtest, err)
+            if err is not None:
+                self.excinfo = self.excinfo or err
+
+    result = Result()
+    recorder = _recorder(options, root, test_file, test_name)
+    recorder.start()
+    try:
+        suite.run(result)
+    finally:
+        recorder.stop()
+    return _document(recorder, result.excinfo, root, options)
+
+
+def _trace_script(options, root, args):
+    """Run a script (``--script``) or a module (``--module``) as ``__main__``, the way ``python`` would."""
+    if options.script:
+        path = os.path.abspath(options.script)
+        sys.argv = [options.script, *args]
+        sys.path[0] = os.path.dirname(path)
+        test_file = path
+    else:
+        sys.argv = [options.module, *args]
+        sys.path[0] = os.getcwd()
+        test_file = _module_file(options.module)
+    recorder = _recorder(options, root, test_file, None)
+    excinfo = None
+    recorder.start()
+    try:
+        if options.script:
+            runpy.run_path(path, run_name="__main__")
+        else:
+            runpy.run_module(options.module, run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            excinfo = sys.exc_info()
+    except BaseException:
+        excinfo = sys.exc_info()
+    finally:
+        recorder.stop()
+    return _document(recorder, excinfo, root, options)
+
+
+def _module_file(name):
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec(name)
+    except Exception:
+        return None
+    if spec is None or not spec.origin:
+        return None
+    if spec.submodule_search_locations:  # a package runs its __main__
+        return os.path.join(os.path.dirname(spec.origin), "__main__.py")
+    return spec.origin
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Trace the function behind one failing test.")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--test", help="pytest node id, e.g. tests/test_x.py::test_y")
+    mode.add_argument("--unittest", help="unittest id, e.g. tests.test_x.TestK.test_y")
+    mode.add_argument("--script", help="a Python script to run as __main__ (arguments after --)")
+    mode.add_argument("--module", help="a module to run as __main__, like python -m (arguments after --)")
+    parser.add_argument("--out", required=True, help="where to write the JSON trace")
+    parser.add_argument("--root", default=".", help="project root (default: the current directory)")
+    parser.add_argument("--path", action="append", default=[], help="a directory to import from (repeatable)")
+    parser.add_argument("--max-frames", type=int, default=200)
+    parser.add_argument("--max-repr", type=int, default=200)
+    parser.add_argument("--max-events", type=int, default=2000000)
+    parser.add_argument("--max-seconds", type=float, default=30.0, help="stop tracing this long after start")
+    parser.add_argument("--step-into", type=int, default=0, help="step into project calls this many calls deep")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, args = argv[:cut], argv[cut + 1 :]
+    options = parser.parse_args(argv)
+    out = os.path.abspath(options.out)
+    if os.path.exists(out):
+        os.remove(out)  # never let the host read a stale trace
+    root = os.path.realpath(options.root)
+    if options.test:
+        document = _trace_pytest(options, root)
+    elif options.unittest:
+        document = _trace_unittest(options, root)
+    else:
+        document = _trace_script(options, root, args)
     directory = os.path.dirname(out)
     if directory and not os.path.isdir(directory):
         os.makedirs(directory)

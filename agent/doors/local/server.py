@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from agent.config import Settings
+from agent.config import SMALL_MODEL_PROFILE, Settings
 from agent.doors.local.build import build_server, cached_server
 from agent.doors.local.files import DEFAULT_MODEL, MODELS, check_gguf, ensure_model, get_spec
 from tools.errors import FatalError
@@ -40,15 +40,10 @@ __all__ = [
 ]
 
 Progress = Callable[[str], None]
-DEFAULT_CTX = 4096
-# What a small model on a CPU needs from the loop: short answers, few rounds, the dialect measured to work best.
-LOCAL_SETTINGS: dict[str, Any] = {
-    "dialect": "openai",
-    "max_completion_tokens": 768,
-    "temperature": 0.2,
-    "max_iterations": 3,
-    "reproduce": False,
-}
+DEFAULT_CTX = 4096  # tokens per slot: what one request may hold
+DEFAULT_PARALLEL = 4  # slots: K samples of one request (``n=K``) decode side by side after one prompt read
+# What a small model on a CPU needs from the loop: the profile bench measured best (agent/config.py).
+LOCAL_SETTINGS: dict[str, Any] = SMALL_MODEL_PROFILE
 
 
 class LocalServerError(FatalError):
@@ -92,10 +87,12 @@ class LocalServer:
         port: int = 0,
         threads: int | None = None,
         ctx_size: int = DEFAULT_CTX,
+        parallel: int = DEFAULT_PARALLEL,
         host: str = "127.0.0.1",
         log_path: Path | None = None,
     ) -> None:
         self.binary = binary
+        self.parallel = max(1, parallel)
         self.model_path = model_path
         self.host = host
         self.port = port
@@ -113,7 +110,9 @@ class LocalServer:
         return [
             str(self.binary),
             *("--model", str(self.model_path), "--host", self.host, "--port", str(self.port)),
-            *("--threads", str(self.threads), "--ctx-size", str(self.ctx_size), "--parallel", "1"),
+            # llama-server splits --ctx-size among the slots: each slot gets ctx_size tokens
+            *("--threads", str(self.threads), "--ctx-size", str(self.ctx_size * self.parallel)),
+            *("--parallel", str(self.parallel)),
             "--no-webui",
         ]
 
@@ -218,12 +217,15 @@ def start_local(
     port: int = 0,
     threads: int | None = None,
     ctx_size: int = DEFAULT_CTX,
+    parallel: int = DEFAULT_PARALLEL,
     progress: Progress = lambda _m: None,
     log_path: Path | None = None,
 ) -> LocalServer:
     """Prepare and start a local server; the caller stops it (``with start_local(...) as server:``)."""
     binary, path = prepare(model, progress)
-    server = LocalServer(binary, path, port=port, threads=threads, ctx_size=ctx_size, log_path=log_path)
+    server = LocalServer(
+        binary, path, port=port, threads=threads, ctx_size=ctx_size, parallel=parallel, log_path=log_path
+    )
     return server.start(progress)
 
 
