@@ -19,12 +19,13 @@ __all__ = ["bounded_history"]
 
 
 def bounded_history(
-    messages: list[dict[str, Any]], settings: Settings, context_tokens: int | None
+    messages: list[dict[str, Any]], settings: Settings, context_tokens: int | None, *, shrink: int = 0
 ) -> list[dict[str, Any]]:
-    """``messages`` cut to fit ``context_tokens`` (leaving room for the answer), or ``settings.max_history_chars``."""
+    """``messages`` cut to fit ``context_tokens`` (leaving room for the answer), or ``settings.max_history_chars``;
+    ``shrink`` times smaller again (0.7 each) after refusals for length."""
     budget = prompt_budget(context_tokens, settings.max_completion_tokens, 0) if context_tokens else None
     cap = int(settings.max_history_chars / CHARS_PER_TOKEN)
-    tokens = cap if budget is None else min(budget, cap)
+    tokens = int((cap if budget is None else min(budget, cap)) * 0.7**shrink)
     per_message = max(2_000, int(tokens * CHARS_PER_TOKEN) // 4)
     shortened = [*messages[:2]]
     for message in messages[2:]:
