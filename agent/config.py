@@ -14,7 +14,17 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from sandboxes.base import Limits, SandboxSpec
@@ -58,8 +68,10 @@ class Settings(BaseModel):
     api_key: SecretStr | None = None
     model: str = DEFAULT_MODEL
     dialect: Literal["cwm", "openai", "auto"] = "cwm"
+    # temperature and top_p not set by the user take the dialect's (DIALECT_SAMPLING); they are not "set" then
     temperature: float = 0.6
     top_p: float = 0.95
+    reasoning: Literal["on", "off"] | None = None  # None: the dialect's way (CWM reasons; others are not told)
     max_completion_tokens: int = 4096
     context_tokens: int | None = None  # the endpoint's context window; None = ask the server (or learn from a refusal)
     request_timeout: float = 600.0
@@ -82,8 +94,14 @@ class Settings(BaseModel):
     reproduce_attempts: int = 2
     traces: bool = True
     candidates: int = 1
+    generated_tests: int = 1  # independently sampled reproduction tests (CWM's test-time scaling with candidates)
     tuning: Literal["auto", "manual"] = "auto"  # auto: a small local model gets SMALL_MODEL_PROFILE (see tuned())
     history: Literal["auto", "fresh", "conversation"] = "auto"  # how later rounds are asked (see nodes/common.py)
+    # the conversation as CWM was trained (one tool per step, format errors as its environment gave them), or
+    # several tools per answer as other models like it; only the cwm dialect reads it (see nodes/converse.py)
+    protocol: Literal["strict", "permissive"] = "strict"
+    max_turns: int | None = None  # model turns over the whole conversation; None: max_iterations x turns per round
+    submit_review: bool = False  # after a submission, show the model its patch to review (CWM's post-submit step)
     sample_temperature: float = 0.8  # the temperature of K > 1 samples
     retry_temperatures: list[float] = Field(default_factory=lambda: [0.7, 1.0])  # re-asks after an unusable answer
     keep_tests: bool = False
@@ -141,6 +159,12 @@ class Settings(BaseModel):
             raise PydanticCustomError("url", "{problem}", {"problem": problem})
         return value
 
+    _own_extra_body: dict[str, Any] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _per_dialect(self) -> Settings:
+        return with_dialect_defaults(self)
+
     def sandbox_spec(self) -> SandboxSpec:
         """The sandbox request these settings describe; host env vars pass in only when named."""
         env = {name: os.environ[name] for name in self.pass_env if name in os.environ}
@@ -166,6 +190,52 @@ class Settings(BaseModel):
         return data
 
 
+def dialect_of(dialect: str, model: str) -> str:
+    """The dialect ``auto`` stands for: cwm when the model's name says cwm, else openai."""
+    if dialect == "auto":
+        return "cwm" if "cwm" in model.lower() else "openai"
+    return dialect
+
+
+DIALECT_SAMPLING: dict[str, dict[str, float]] = {
+    # Meta's own evaluations of CWM sample at T=1.0, top_p=0.95 (facebookresearch/cwm; docs/CWM.md)
+    "cwm": {"temperature": 1.0, "top_p": 0.95},
+    "openai": {"temperature": 0.6, "top_p": 0.95},
+}
+
+
+def reasoning_kwargs(settings: Settings) -> dict[str, Any] | None:
+    """What the request says about reasoning, the way vLLM's chat templates read it (``chat_template_kwargs``):
+    ``--reasoning on`` (CWM's default) asks for thinking and keeps earlier turns' thinking in the prompt; ``off``
+    says so; unset for a dialect without a default (openai) says nothing - a server that knows no such argument
+    is never sent one."""
+    choice = settings.reasoning or ("on" if dialect_of(settings.dialect, settings.model) == "cwm" else None)
+    if choice == "on":
+        return {"enable_thinking": True, "preserve_previous_think": True}
+    if choice == "off":
+        return {"enable_thinking": False}
+    return None
+
+
+def with_dialect_defaults(settings: Settings) -> Settings:
+    """Fill what the dialect decides and the user did not: temperature, top_p, and the reasoning switch in
+    ``extra_body``. Why written past validation (``__dict__``): a value chosen here is a default, so it must not join
+    ``model_fields_set`` - ``tuned`` gives a small model its profile for every knob the user did not set, and a
+    dialect default is not the user's. Runs again whenever the dialect may have changed (``tuned``)."""
+    given = settings.model_fields_set
+    for key, value in DIALECT_SAMPLING[dialect_of(settings.dialect, settings.model)].items():
+        if key not in given:
+            settings.__dict__[key] = value
+    if settings._own_extra_body is None:  # what extra_body held before any default was added to it
+        settings._own_extra_body = dict(settings.extra_body)
+    body = dict(settings._own_extra_body)
+    kwargs = reasoning_kwargs(settings)
+    if kwargs is not None and "chat_template_kwargs" not in body:
+        body["chat_template_kwargs"] = kwargs
+    settings.__dict__["extra_body"] = body
+    return settings
+
+
 SMALL_MODEL_LIMIT = 8_000_000_000  # parameters: below this, a local model gets the small-model profile
 SMALL_MODEL_PROFILE: dict[str, Any] = {
     # measured best for the default local model (Qwen2.5-Coder-1.5B on 2 cores): bench/RESULTS.md, "Repair rate"
@@ -189,7 +259,7 @@ def tuned(settings: Settings, *, llama_cpp: bool, params: int | None, served: st
     if settings.tuning != "auto" or not small:
         return settings
     chosen = {k: v for k, v in SMALL_MODEL_PROFILE.items() if k not in settings.model_fields_set}
-    return settings.model_copy(update=chosen) if chosen else settings
+    return with_dialect_defaults(settings.model_copy(update=chosen)) if chosen else settings
 
 
 _ENV_ALIASES: dict[str, tuple[str, ...]] = {

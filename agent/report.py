@@ -6,9 +6,11 @@ It is built only from the state and the usage, never from the settings' secret.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from agent.budget import Usage
+from agent.nodes.selection import normalize_patch
 from agent.state import RepairState
 from agent.task import Task
 
@@ -57,6 +59,7 @@ def render_report(task: Task, state: RepairState, usage: Usage, duration: float,
             )
             lines.append(f"| {r['iteration']} | {r['tests']} | {', '.join(r['edited']) or '-'} | {cands} |")
         lines.append("")
+        lines += _matrices(rounds)
         for r in rounds:
             if r.get("observations"):
                 lines += [f"<details><summary>Round {r['iteration']} observations</summary>", ""]
@@ -73,6 +76,43 @@ def render_report(task: Task, state: RepairState, usage: Usage, duration: float,
     patch = state.get("final_patch", "")
     lines += ["## Patch", "", _fence(patch, "diff") if patch.strip() else "(empty)", ""]
     return "\n".join(lines)
+
+
+def _matrices(rounds: list[dict[str, Any]]) -> list[str]:
+    """CWM's test-time scaling, per round that had it: each candidate against each generated test (the agreed ones
+    count), its existing tests passed, its score, how many candidates wrote the same patch, its tokens."""
+    lines: list[str] = []
+    for r in rounds:
+        matrix = r.get("matrix")
+        if not matrix:
+            continue
+        tests, agreed = list(matrix["tests"]), set(matrix["agreed"])
+        cands = {str(c["index"]): c for c in r["candidates"]}
+        votes = Counter(normalize_patch(c.get("patch", "")) for c in r["candidates"] if c.get("patch", "").strip())
+        lines += [f"## Candidates × generated tests (round {r['iteration']})", ""]
+        lines += [
+            f"- t{j + 1}: `{t}`{'' if t in agreed else ' (not agreed: does not count)'}" for j, t in enumerate(tests)
+        ]
+        head = " | ".join(f"t{j + 1}" + ("" if t in agreed else " ✗") for j, t in enumerate(tests))
+        lines += [
+            "",
+            f"| candidate | existing passed | {head} | score | same patch | tokens |",
+            "|---" * (len(tests) + 5) + "|",
+        ]
+        for index, row in sorted(matrix["passed"].items(), key=lambda item: int(item[0])):
+            cand = cands.get(index, {})
+            cells = " | ".join("pass" if ok else "fail" for ok in row)
+            score = int(matrix["existing"][index]) + sum(ok for t, ok in zip(tests, row, strict=True) if t in agreed)
+            same = votes.get(normalize_patch(cand.get("patch", "")), 0)
+            mark = " (chosen)" if cand.get("winner") else ""
+            tokens = cand.get("tokens", 0)
+            lines.append(f"| #{index}{mark} | {matrix['existing'][index]} | {cells} | {score} | {same} | {tokens} |")
+        lines += [
+            "",
+            "Chosen by score, then the most candidates with the same (normalised) patch, then fewest tokens.",
+            "",
+        ]
+    return lines
 
 
 def _summary(report: dict[str, Any]) -> str:

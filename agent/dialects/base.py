@@ -49,12 +49,21 @@ Action = Edit | BashCall | Submit
 
 @dataclass
 class Parsed:
-    """What one answer asked for; ``problems`` are for the model (malformed block, unknown tool, bad JSON)."""
+    """What one answer asked for; ``problems`` are for the model (malformed block, unknown tool, bad JSON).
+
+    ``actions`` and ``problems`` read the answer generously (every block, markdown fallbacks). A dialect with a trained
+    protocol also says how its own environment judged the answer: ``format_error`` is the message that environment
+    gave instead of running anything (several tool calls, none, a tag without its pair), ``think_error`` the one for
+    a missing or repeated end of reasoning; empty when the answer is well formed. The node chooses which reading
+    applies (``protocol``).
+    """
 
     reasoning: str
     answer: str
     actions: list[Action] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    format_error: str = ""
+    think_error: str = ""
 
     @property
     def edits(self) -> list[Edit]:

@@ -7,10 +7,20 @@ back to the model with the reason, a bounded number of times; a run without an a
 The test takes the form of the project's own tests, told by the test command: pytest functions, a unittest
 ``TestCase``, or - for any other command (``python test_gcd.py``, ``make test``) - a standalone script
 ``test_mendloop_repro.py`` at the top of the repository, run as ``python test_mendloop_repro.py``.
+
+It is a conversation of its own in the protocol the write step speaks (``agent/nodes/protocol.py``): the environment
+text states its turns (``reproduce_attempts``), every observation is ``<output>`` with a ``<budget>``, and (cwm,
+strict) an answer CWM's environment would have refused gets its format error and runs nothing.
+
+``generated_tests`` M > 1 is the test half of CWM's test-time scaling: M tests sampled independently (one request
+with ``n=M``), each written to its own file (``test_mendloop_repro_1.py``...) and judged on its own; every one that
+reproduces the problem is kept, the others are dropped with their reason (in the report). ``verify`` later runs each
+candidate patch against them (``agent/nodes/selection.py``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +28,22 @@ from langgraph.runtime import Runtime
 
 from agent.budget import BudgetExceeded
 from agent.context import RunContext
-from agent.nodes.common import add_user, ask, hypothesis_args, observe, protection, system_message, test_cmd
+from agent.nodes.common import Turn, hypothesis_args, protection, test_cmd
+from agent.nodes.protocol import (
+    Episode,
+    environment_message,
+    format_message,
+    observation,
+    reasoning_on,
+    strict,
+    without_marks,
+)
 from agent.nodes.repo_context import gather, is_test_file
 from agent.prompts import render
 from agent.state import RepairState
 from tools.edits import CreateFile, Edit, WholeFile
 from tools.patching import apply_edit
-from tools.testgen import expected_exceptions, judge
+from tools.testgen import Verdict, expected_exceptions, judge
 from tools.testing import Form, TestReport, command_form, merge_reports, python_of, run_tests
 
 NODE = "reproduce"
@@ -80,7 +99,69 @@ def _test_files(actions: list[Any]) -> tuple[list[Edit], list[str]]:
     return keep, refused
 
 
+def _indexed(path: str, number: int) -> str:
+    """Where the ``number``-th of several sampled tests goes: ``tests/test_mendloop_repro_2.py``."""
+    stem, dot, ext = path.rpartition(".")
+    return f"{stem}_{number}.{ext}" if dot else f"{path}_{number}"
+
+
+@dataclass
+class _Sample:
+    """One answer judged: kept or not, why, the files it wrote (kept), and what the model is told."""
+
+    verdict: Verdict | None
+    note: str
+    observation: str
+    written: list[str]
+    first: TestReport | None = None
+    format_error: bool = False  # CWM's environment refused the answer: told as a bare message, nothing ran
+
+
+def _judge(ctx: RunContext, state: RepairState, turn: Turn, *, path: str, number: int | None, guard: Any) -> _Sample:
+    """Write the test an answer holds (at its own numbered path when several are sampled), run it twice on the
+    unpatched code, and keep it only when it fails for the reason the task describes."""
+    root = ctx.workspace.root
+    cmd = test_cmd(ctx, state)
+    parsed = turn.parsed
+    error = ""
+    if strict(ctx):
+        error = (parsed.think_error if reasoning_on(ctx) else "") or parsed.format_error
+    if error:
+        return _Sample(None, error, error, [], format_error=True)
+    edits, refused = _test_files(parsed.actions)
+    observations = [*parsed.problems, *refused]
+    if number is not None:
+        edits = [
+            replace(e, path=_indexed(e.path, number)) if isinstance(e, CreateFile | WholeFile) else e for e in edits
+        ]
+    written: list[str] = []
+    for edit in edits:
+        outcome = apply_edit(root, edit, protected=guard)
+        observations.append(outcome.message)
+        if outcome.ok:
+            written.extend(outcome.changed)
+    if not written:
+        observations.append(f"No new test file was created. Create `{path}` with a <tool: create> block.")
+        return _Sample(None, "no test file in the answer", "\n".join(o for o in observations if o), [])
+    args = hypothesis_args(root, written)
+    first = run_tests(ctx.sandbox, cmd, tests=written, timeout=ctx.settings.command_timeout, extra_args=args)
+    second = run_tests(ctx.sandbox, cmd, tests=written, timeout=ctx.settings.command_timeout, extra_args=args)
+    verdict = judge(first, second, written, expected_exceptions(ctx.task.text))
+    if not verdict.accepted:
+        for rel in written:
+            (root / rel).unlink(missing_ok=True)
+        observations.append(f"The test was rejected: {verdict.reason}\n{first.feedback(2000)}")
+    return _Sample(verdict, verdict.reason, "\n".join(o for o in observations if o), written, first)
+
+
+def _label(attempt: int, number: int | None) -> str:
+    return f"attempt {attempt}" if number is None else f"attempt {attempt}, test {number}"
+
+
 def reproduce(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Ask for a reproduction test; with ``generated_tests`` M > 1, M of them sampled independently in one request
+    (CWM's test-time scaling: each is judged on its own, all that reproduce the problem are kept). A run that keeps
+    none after the first request goes on with the first sample's conversation, one answer per attempt."""
     ctx = runtime.context
     if not ctx.settings.reproduce or state.get("stop_reason"):
         return {}
@@ -90,49 +171,45 @@ def reproduce(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any
     path = _repro_path(root, form)
     words = form_instructions(form, cmd, path)
     prompt = render(NODE, task=ctx.task.text, context=gather(root, ctx.task.text), **words)
-    messages = [system_message(ctx), {"role": "user", "content": prompt}]
+    episode = Episode(ctx, ctx.settings.reproduce_attempts)
+    messages = [environment_message(ctx, episode.turns), {"role": "user", "content": prompt}]
+    wanted = max(1, ctx.settings.generated_tests)
     notes: list[str] = []
     guard = protection(ctx, state)
+    kept: list[_Sample] = []
+    numbered = 0
     for attempt in range(1, ctx.settings.reproduce_attempts + 1):
-        ctx.progress(f"asking for a reproduction test (attempt {attempt})")
+        n = wanted if attempt == 1 else 1
+        ctx.progress(f"asking for {'a reproduction test' if n == 1 else f'{n} reproduction tests'} (attempt {attempt})")
         try:
-            answer = ask(ctx, messages, NODE)
+            completions = ctx.model.sample(without_marks(messages), node=NODE, n=n)
         except BudgetExceeded as exc:
             return {"stop_reason": str(exc), "repro_notes": notes}
-        parsed = answer.parsed
-        edits, observations = _test_files(parsed.actions)
-        observations = [*parsed.problems, *observations]
-        written: list[str] = []
-        for edit in edits:
-            outcome = apply_edit(root, edit, protected=guard)
-            observations.append(outcome.message)
-            if outcome.ok:
-                written.extend(outcome.changed)
-        if written:
-            args = hypothesis_args(root, written)
-            first = run_tests(ctx.sandbox, cmd, tests=written, timeout=ctx.settings.command_timeout, extra_args=args)
-            second = run_tests(ctx.sandbox, cmd, tests=written, timeout=ctx.settings.command_timeout, extra_args=args)
-            verdict = judge(first, second, written, expected_exceptions(ctx.task.text))
-            notes.append(f"attempt {attempt}: {'kept' if verdict.accepted else 'rejected'}: {verdict.reason}")
-            if verdict.accepted:
-                ctx.progress(f"reproduction test kept: {verdict.reason}")
-                baseline = TestReport.from_dict(state["baseline"]) if state.get("baseline") else None
-                shown = merge_reports(baseline, first) if baseline else first
-                return {
-                    "last_report": shown.to_dict(),
-                    "repro_files": written,
-                    "repro_ids": verdict.failing,
-                    "repro_notes": notes,
-                    "workspace_patch": ctx.workspace.diff(),
-                }
-            for rel in written:
-                (root / rel).unlink(missing_ok=True)
-            observations.append(f"The test was rejected: {verdict.reason}\n{first.feedback(2000)}")
+        followed: tuple[Turn, _Sample] | None = None
+        for completion in completions:
+            answered = [*messages, ctx.dialect.assistant_message(completion)]
+            turn = Turn(completion, ctx.dialect.parse(completion), answered)
+            number = None
+            if wanted > 1:
+                numbered += 1
+                number = numbered
+            sample = _judge(ctx, state, turn, path=path, number=number, guard=guard)
+            accepted = sample.verdict is not None and sample.verdict.accepted
+            verb = ("kept" if accepted else "rejected") if number is None else ("kept" if accepted else "dropped")
+            notes.append(f"{_label(attempt, number)}: {verb}: {sample.note}")
+            if accepted:
+                kept.append(sample)
+            followed = followed or (turn, sample)
+        if kept:
+            return _kept(ctx, state, kept, notes)
+        if followed is None:
+            break
+        turn, sample = followed
+        if sample.format_error:
+            messages = format_message(turn.messages, turn.completion, sample.observation)
         else:
-            notes.append(f"attempt {attempt}: no test file in the answer")
-            observations.append(f"No new test file was created. Create `{path}` with a <tool: create> block.")
-        text = "\n".join(o for o in observations if o)
-        messages = add_user(observe(ctx, answer, text), "Write the reproduction test again, fixing what was wrong.")
+            text = f"{sample.observation}\n\nWrite the reproduction test again, fixing what was wrong."
+            messages = observation(ctx, episode, turn.messages, turn.completion, text)
     ctx.progress("no reproduction test was kept; going on without one")
     return {
         "repro_notes": [*notes, "no reproduction test kept"],
@@ -140,3 +217,23 @@ def reproduce(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any
         "repro_files": [],
         "repro_ids": [],
     }
+
+
+def _kept(ctx: RunContext, state: RepairState, kept: list[_Sample], notes: list[str]) -> dict[str, Any]:
+    files = [rel for sample in kept for rel in sample.written]
+    ids = [test for sample in kept if sample.verdict is not None for test in sample.verdict.failing]
+    reasons = "; ".join(sample.note for sample in kept)
+    ctx.progress(f"reproduction test{'s' if len(kept) > 1 else ''} kept: {reasons}")
+    shown = TestReport.from_dict(state["baseline"]) if state.get("baseline") else None
+    for sample in kept:
+        if sample.first is not None:
+            shown = merge_reports(shown, sample.first) if shown else sample.first
+    update: dict[str, Any] = {
+        "repro_files": files,
+        "repro_ids": ids,
+        "repro_notes": notes,
+        "workspace_patch": ctx.workspace.diff(),
+    }
+    if shown is not None:
+        update["last_report"] = shown.to_dict()
+    return update

@@ -17,7 +17,7 @@ from langgraph.runtime import Runtime
 from agent.context import RunContext
 from agent.nodes.common import history, is_resolved, run_suite, test_cmd
 from agent.nodes.evidence import first_error, gather_evidence
-from agent.nodes.selection import Scored, pick
+from agent.nodes.selection import Scored, drop_disagreed, pick, score_candidates
 from agent.prompts import render
 from agent.state import RepairState
 from tools.testing import TestReport
@@ -97,15 +97,18 @@ def verify(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
     cands = state.get("candidates", [])
     reports = _run_candidates(ctx, state, cands)
-    scored = [
-        Scored(c["index"], len(reports[c["index"]].passed), len(reports[c["index"]].failed), c["patch"], c["tokens"])
-        for c in cands
-    ]
+    # CWM's test-time scaling when there are generated tests to agree on: see agent/nodes/selection.py
+    scored, matrix = score_candidates(cands, reports, state.get("repro_files", []), test_cmd(ctx, state))
     winner_score = pick(scored)
     winner = next(c for c in cands if c["index"] == winner_score.index)
     report = reports[winner["index"]]
     if len(cands) > 1 or history(ctx) == "fresh":
         _checkout(ctx, winner["patch"])
+    agreed: dict[str, Any] = {}
+    if matrix is not None:
+        report, agreed = drop_disagreed(ctx.workspace.root, matrix, state, report, test_cmd(ctx, state))
+        state = {**state, **agreed}  # type: ignore[typeddict-item]
+        winner = {**winner, "patch": ctx.workspace.diff()} if agreed else winner
     iteration = state.get("iteration", 0) + 1
     resolved = is_resolved(report, state, ctx)
     ctx.progress(f"round {iteration}: {report.summary()}{' - resolved' if resolved else ''}")
@@ -115,7 +118,10 @@ def verify(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         "last_report": report.to_dict(),
         "messages": winner["messages"],
         "candidates": [{"reset": True}],
+        **agreed,
     }
+    if matrix is not None:
+        update["rounds"][0]["matrix"] = matrix.to_dict()
     best = state.get("best") or {}
     improved = not best or len(report.passed) > best.get("passed", -1)
     if improved:

@@ -141,9 +141,10 @@ def test_answer_without_edit_is_an_observation(tmp_path: Path) -> None:
         proc = solve_local(
             repo, server.url, str(tmp_path / "run"), "--task", "median is wrong for even counts", "--no-reproduce"
         )
-        second = server.requests[1].body["messages"][-1]["content"]
+        chats = [r for r in server.requests if r.path.endswith("/chat/completions")]  # not GET /v1/models
+        second = chats[1].body["messages"][-1]["content"]
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "No edit was found" in second
+    assert second == "FormatError: No tool calls found"  # as CWM's environment said it (protocol strict)
 
 
 def test_unreachable_endpoint_exits_2_with_one_line(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 from agent.config import ConfigError
 from agent.dialects import BashCall, CwmDialect, OpenAIDialect, Submit, get_dialect
 from agent.dialects.base import observation_body, split_think
+from agent.dialects.cwm import environment
 from agent.dialects.fences import looks_like_path, parse_fenced
 from agent.dialects.openai_tools import TOOL_SCHEMAS
 from agent.model import Completion, ToolCall
@@ -390,10 +391,78 @@ def test_openai_assistant_and_tool_messages() -> None:
 
 @pytest.mark.parametrize("dialect", [OpenAIDialect(), CwmDialect()], ids=["openai", "cwm"])
 def test_tool_prompts_say_a_whole_function_in_a_python_block_is_accepted(dialect: Any) -> None:
-    prompt = " ".join(dialect.system_prompt(dialect.tool_description()).split())
+    """The looser prompts name the markdown form; CWM's trained environment text (strict) keeps to its four tools."""
+    tools = dialect.tool_description() if dialect.name == "openai" else cwm_environment(strict=False)
+    prompt = " ".join(dialect.system_prompt(tools).split())
     assert "```python" in prompt and "`def` line" in prompt and "replaces the definition of the same name" in prompt
     if dialect.name == "openai":  # the simplest form is named first, before the tools
         assert prompt.index("```python") < prompt.index("- edit:")
+    else:
+        assert "```python" not in dialect.tool_description()
+
+
+def cwm_environment(*, strict: bool = True) -> str:
+    return environment(max_turns=12, context_size=32768, timeout=120, strict=strict)
+
+
+def test_cwm_environment_is_the_trained_one_with_this_runs_limits() -> None:
+    text = cwm_environment()
+    assert "You are also constrained by a 32768 total context window limit." in text
+    assert "through the following tool interface for at most 12 turns." in text
+    assert "stopped after a 120-second timeout" in text
+    requirements = text[text.index("REQUIREMENTS:") :].splitlines()
+    assert requirements[1:3] == [
+        "* You cannot invoke more than one tool in each step.",
+        "* You must invoke exactly one tool in each step before any <tool: submit> call.",
+    ]
+    for spec in ("<tool: bash>\n[command(s)]\n</tool>", "<tool: create>\n[path]\n[content]\n</tool>"):
+        assert spec in text
+    assert "<tool: submit>\n[result]\n</tool>\nMarks [result] as your final submission." in text
+    assert "several tools" in cwm_environment(strict=False)
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        ("x\n</think>\n<tool: bash>\nls\n</tool>", ""),
+        ("x\n</think>\n<tool: submit>\nfix.patch\n</tool>", ""),
+        ("x\n</think>\n<tool: submit>\n</tool>", ""),  # the one deliberate difference: a plain submit
+        (
+            "x\n</think>\n<tool: edit>\na.py\n<<<<<<< SEARCH\na\n=======\nb\n>>>>>>> REPLACE\n</tool>\n"
+            "<tool: submit>\n</tool>",
+            "FormatError: Expected one tool call, but found 2: edit, submit. "
+            "Ensure only one <tool:...></tool> block is present in the response.",
+        ),
+        ("x\n</think>\nI think it is fixed.", "FormatError: No tool calls found"),
+        (
+            "x\n</think>\n<tool: bash>\nls",
+            "FormatError: Mismatch in tool tag counts: found 0 tool calls via regex, but counted 1 opening tags "
+            "and 0 closing tags.",
+        ),
+        ("x\n</think>\n<tool: grep>\nfoo\n</tool>", "NoSuchToolError: Tool 'grep' not found."),
+        (
+            "x\n</think>\n<tool: bash>\n  \n</tool>",
+            "FormatError: Tool 'bash' requires non-empty arguments, but received empty or whitespace-only input.",
+        ),
+    ],
+)
+def test_cwm_format_errors_are_its_environments_words(answer: str, error: str) -> None:
+    parsed = cwm(answer)
+    assert parsed.format_error == error and parsed.think_error == ""
+
+
+def test_cwm_think_errors() -> None:
+    assert cwm("<tool: bash>\nls\n</tool>").think_error == (
+        "FormatError: Expected exactly one thinking end token, got 0"
+    )
+    assert cwm("a\n</think>\nb\n</think>\n<tool: bash>\nls\n</tool>").think_error.endswith("got 2")
+    split = CwmDialect().parse(Completion(content="<tool: bash>\nls\n</tool>", reasoning="server-split"))
+    assert split.think_error == "" and split.format_error == ""
+    # the generous reading is still there for the permissive protocol: both blocks are actions
+    both = cwm("x\n</think>\n<tool: bash>\nls\n</tool>\n<tool: bash>\npwd\n</tool>")
+    assert both.actions == [BashCall("ls"), BashCall("pwd")] and both.format_error.startswith(
+        "FormatError: Expected one"
+    )
 
 
 # --- markdown fences ---------------------------------------------------------------------------------------

@@ -183,7 +183,8 @@ def test_a_stuck_round_after_a_partial_fix_goes_back_to_the_original_code(tmp_pa
     (repo / "test_grade.py").write_text(tests)
     partial = "def grade(score):\n    if score >= 90:\n        return 'A'\n    return 'B'\n"  # 3 of 5 pass (2 before)
     worse = "def grade(score):\n    if score >= 90:\n        return 'B'\n    return 'A'\n"  # 0 of 5 pass: no progress
-    fixed = "def grade(score):\n    if score >= 90:\n        return 'A'\n    if score >= 60:\n        return 'B'\n    return 'C'\n"
+    fixed = "def grade(score):\n    if score >= 90:\n        return 'A'\n    if score >= 60:\n        return 'B'\n"
+    fixed += "    return 'C'\n"
     with ScriptedServer({"write": [block(partial), block(worse), block(fixed)]}) as server:
         task = Task(repo=repo, text="grade() is wrong: 90 is an A, below 60 is a C.", title="grade")
         result = solve(task, settings(server.url), tmp_path / "run")

@@ -12,7 +12,7 @@ from agent.config import Settings
 from agent.runner import solve
 from agent.task import Task
 from tests.support.example import CWM_FIX, CWM_REPRODUCE, CWM_WRONG_FIX, ISSUE, make_repo
-from tests.support.fake_server import ScriptedServer
+from tests.support.fake_server import RecordedRequest, ScriptedServer
 
 TASK = ISSUE.read_text()
 
@@ -42,6 +42,11 @@ WEAKEN_TEST = (
 )
 
 
+def chats(server: ScriptedServer) -> list[RecordedRequest]:
+    """The chat requests, in order (the run also asks the server about itself: GET /v1/models)."""
+    return [r for r in server.requests if r.path.endswith("/chat/completions")]
+
+
 def settings(url: str, **extra: object) -> Settings:
     values: dict[str, object] = {"base_url": url, "sandbox": "local", "max_iterations": 3, **extra}
     return Settings.model_validate(values)
@@ -59,8 +64,8 @@ def test_reproduction_tests_are_kept_only_for_the_right_reason(tmp_path: Path) -
     with ScriptedServer(script) as server:
         result, run_dir = run(tmp_path, server, reproduce_attempts=3)
         nodes = server.nodes()
-        second_ask = server.requests[1].body["messages"][-1]["content"]
-        third_ask = server.requests[2].body["messages"][-1]["content"]
+        second_ask = chats(server)[1].body["messages"][-1]["content"]
+        third_ask = chats(server)[2].body["messages"][-1]["content"]
     assert nodes == ["reproduce", "reproduce", "reproduce", "write"]
     assert "passes on the current code" in second_ask
     assert "cannot import" in third_ask
@@ -82,7 +87,7 @@ def test_keep_tests_puts_the_reproduction_test_in_the_patch(tmp_path: Path) -> N
 def test_hypothesis_property_test_shows_the_shrunk_example(tmp_path: Path) -> None:
     with ScriptedServer({"reproduce": [REPRO_HYPOTHESIS], "write": [CWM_FIX]}) as server:
         result, _ = run(tmp_path, server)
-        write_prompt = server.requests[1].body["messages"][-1]["content"]
+        write_prompt = chats(server)[1].body["messages"][-1]["content"]
     assert result.status == "resolved"  # type: ignore[attr-defined]
     assert "Falsifying example" in write_prompt and "test_median_of_even_lists" in write_prompt
 
@@ -90,7 +95,7 @@ def test_hypothesis_property_test_shows_the_shrunk_example(tmp_path: Path) -> No
 def test_edit_to_a_protected_test_is_refused_and_the_run_still_resolves(tmp_path: Path) -> None:
     with ScriptedServer({"write": [WEAKEN_TEST, CWM_FIX]}) as server:
         result, _ = run(tmp_path, server, reproduce=False)
-        follow_up = server.requests[1].body["messages"][-1]["content"]
+        follow_up = chats(server)[1].body["messages"][-1]["content"]
     assert "protected" in follow_up and "tests/test_core.py" in follow_up
     assert result.status == "resolved"  # type: ignore[attr-defined]
     assert "tests/test_core.py" not in result.patch  # type: ignore[attr-defined]
@@ -111,7 +116,7 @@ def test_candidates_pick_the_passing_patch(tmp_path: Path) -> None:
 
 BASH_WEAKEN = (
     "Easier to change the expectation.\n</think>\n<tool: bash>\n"
-    "sed -i 's/2\\]) == 2.5/2]) == 3/' tests/test_core.py\n</tool>\n\n<tool: submit>\n</tool>"
+    "sed -i 's/2\\]) == 2.5/2]) == 3/' tests/test_core.py\n</tool>"
 )
 CONFTEST_SKIP = (
     "Skip the failing test.\n</think>\n<tool: create>\nconftest.py\nimport pytest\n\n\n"
@@ -132,7 +137,7 @@ def test_a_shell_command_cannot_weaken_a_protected_test(tmp_path: Path) -> None:
 def test_a_new_conftest_is_refused(tmp_path: Path) -> None:
     with ScriptedServer({"write": [CONFTEST_SKIP, CWM_FIX]}) as server:
         result, _ = run(tmp_path, server, reproduce=False)
-        follow_up = server.requests[1].body["messages"][-1]["content"]
+        follow_up = chats(server)[1].body["messages"][-1]["content"]
     assert "conftest.py" in follow_up and "Refused" in follow_up
     assert result.status == "resolved"  # type: ignore[attr-defined]
     assert "conftest" not in result.patch  # type: ignore[attr-defined]

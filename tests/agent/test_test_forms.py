@@ -82,7 +82,7 @@ def cwm(body: str) -> str:
     return f"Looking at median.\n</think>\n{body}"
 
 
-def edit(search: str, replace: str, submit: bool = True) -> str:
+def edit(search: str, replace: str, submit: bool = False) -> str:  # one tool per answer, as CWM was trained
     block = f"<tool: edit>\nstats.py\n<<<<<<< SEARCH\n{search}=======\n{replace}>>>>>>> REPLACE\n</tool>"
     return cwm(block + ("\n\n<tool: submit>\n</tool>" if submit else ""))
 

@@ -36,10 +36,10 @@ CWM_REPRODUCE = (
     "The task says median is wrong for even counts. I will write a test for that.\n</think>\n"
     f"<tool: create>\ntests/test_mendloop_repro.py\n{REPRO_TEST}</tool>"
 )
+# one tool call per answer, as CWM was trained (a second block in the same answer is a format error)
 CWM_FIX = (
     "median returns the upper middle element; for even counts it must average the two middle ones.\n</think>\n"
-    f"<tool: edit>\nstats/core.py\n<<<<<<< SEARCH\n{SEARCH}=======\n{REPLACE}>>>>>>> REPLACE\n</tool>\n\n"
-    "<tool: submit>\n</tool>"
+    f"<tool: edit>\nstats/core.py\n<<<<<<< SEARCH\n{SEARCH}=======\n{REPLACE}>>>>>>> REPLACE\n</tool>"
 )
 CWM_WRONG_FIX = (
     "Maybe the sort is the problem.\n</think>\n"
