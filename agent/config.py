@@ -18,13 +18,27 @@ user's and apply without question.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from sandboxes.base import Limits, SandboxSpec
 from tools.errors import FatalError
@@ -36,6 +50,25 @@ DEFAULT_IMAGE = "python:3.12-slim"
 
 class ConfigError(FatalError):
     """A bad setting: a one-line message naming the key and where it came from."""
+
+
+def _url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a model endpoint (``None`` when it can): http or https, a host, a valid port.
+
+    Why up front: a typo such as ``notaurl`` or ``http://[::1`` otherwise fails only at the first model call, after
+    the sandbox and the baseline tests have run, and as an internal error. The message never repeats a password.
+    """
+    shown = re.sub(r"(//[^/@]*?:)[^/@]*@", r"\1***@", url)  # user:password@ -> user:***@
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        return f"{shown!r} is not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return f"{shown!r} is not an http(s) URL (expected e.g. http://localhost:8000/v1)"
+    if not parts.hostname:
+        return f"{shown!r} names no host (expected e.g. http://localhost:8000/v1)"
+    return None
 
 
 class Settings(BaseModel):
@@ -98,11 +131,49 @@ class Settings(BaseModel):
     cpus: float = 1.0
     pids: int = 256
     command_timeout: float = 120.0
-    output_bytes: int = 1_000_000
+    output_bytes: int = 200_000  # output kept per command (head and tail); it goes to the model and the state
     pass_env: list[str] = Field(default_factory=list)
 
     # --- trust --------------------------------------------------------------------------------------------------
     trust_repo_config: bool = False  # let the repository's own config weaken isolation (see the module docstring)
+
+    # --- runaway limits (hit: an observation to the model, never the end of the run) ---------------------------
+    max_file_size: ByteSize = ByteSize(1 << 30)  # one file written in the workspace ("1GiB", "500MB", bytes)
+    max_workspace_growth: ByteSize = ByteSize(4 << 30)  # all that sandboxed commands add to the workspace
+    max_answer_chars: int = 200_000  # one model answer, cut before it is stored or sent again
+    max_history_chars: int = 600_000  # a conversation sent again, when the endpoint's context window is unknown
+
+    @field_validator("max_iterations", "candidates", "max_model_calls", "max_total_tokens", "memory_mb", "pids")
+    @classmethod
+    def _at_least_one(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise PydanticCustomError("too_small", "must be at least 1 (got {got})", {"got": value})
+        return value
+
+    @field_validator(
+        "command_timeout", "request_timeout", "max_wall_time", "max_cost", "cpus", "max_file_size",
+        "max_workspace_growth", "max_answer_chars", "max_history_chars", "output_bytes",
+    )  # fmt: skip
+    @classmethod
+    def _positive(cls, value: float | None) -> float | None:
+        if value is not None and not value > 0:  # "not >": NaN is refused too
+            raise PydanticCustomError("not_positive", "must be greater than 0 (got {got})", {"got": value})
+        return value
+
+    @field_validator("max_retries", "reproduce_attempts")
+    @classmethod
+    def _not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise PydanticCustomError("negative", "must not be negative (got {got})", {"got": value})
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        problem = _url_problem(value) if value else None
+        if problem:
+            raise PydanticCustomError("url", "{problem}", {"problem": problem})
+        return value
 
     _own_extra_body: dict[str, Any] | None = PrivateAttr(default=None)
 
@@ -121,6 +192,8 @@ class Settings(BaseModel):
             output_bytes=self.output_bytes,
             network=self.network,
             env=env,
+            max_file_bytes=int(self.max_file_size),
+            max_growth_bytes=int(self.max_workspace_growth),
         )
         return SandboxSpec(
             kind=self.sandbox, image=self.image, dockerfile=self.dockerfile, setup=tuple(self.setup), limits=limits

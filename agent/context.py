@@ -30,6 +30,7 @@ from agent.config import Settings
 from agent.dialects import get_dialect
 from agent.dialects.base import Dialect
 from agent.model import ModelClient
+from agent.records import append_line
 from agent.streaming import Listener, StreamEvent
 from agent.task import Task
 from sandboxes.base import ExecResult, Sandbox
@@ -52,7 +53,8 @@ class Observer(Protocol):
 
 
 class Trajectory:
-    """Appends every model exchange to ``trajectory.jsonl``: one JSON object per line, flushed at once."""
+    """Appends every model exchange to ``trajectory.jsonl``: one JSON object per line, whole or not at all, fsync'd
+    (:func:`agent.records.append_line`: a full disk never tears the last record)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -60,8 +62,8 @@ class Trajectory:
 
     def __call__(self, record: dict[str, Any]) -> None:
         line = json.dumps(scrub_obj({"time": time.time(), **record}), ensure_ascii=False, default=str)
-        with self._lock, self.path.open("a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+        with self._lock:
+            append_line(self.path, line)
 
 
 class ScrubbedSandbox:

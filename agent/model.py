@@ -158,6 +158,37 @@ def _estimate_tokens(text: str) -> int:
     return (len(text) + 3) // 4
 
 
+def _first_bytes(body: bytes, limit: int = 80) -> str:
+    """What came back, for a message: the first bytes with anything unprintable escaped, and the length."""
+    shown = repr(body[:limit])[2:-1]
+    return f"{len(body)} bytes: '{shown}{'...' if len(body) > limit else ''}'"
+
+
+def _shape_problem(data: Any) -> str | None:
+    """Why a parsed JSON reply is not a chat completion (``None`` when it is one)."""
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        error = data.get("error")
+        detail = error.get("message", error) if isinstance(error, dict) else error
+        return f"an error object: {_one_line(str(detail), 160)}" if error else "no choices"
+    for choice in choices:
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            return "a choice without a message"
+        if not isinstance(message.get("content"), str | None) or not isinstance(message.get("tool_calls"), list | None):
+            return "a message whose content or tool_calls has the wrong type"
+    return None
+
+
+def _clip(text: str, limit: int) -> str:
+    """An answer cut to ``limit`` characters (the rest is said, not kept): what is stored and sent again is bounded."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[... {len(text) - limit} characters of this answer were cut (max_answer_chars)]"
+
+
 class ModelClient:
     """Chat completions with retries, budgets, usage and node tagging. Thread-safe for fan-out branches."""
 
@@ -319,32 +350,72 @@ class ModelClient:
             except _Retryable as failure:
                 if attempts > self.settings.max_retries:
                     raise EndpointError(self._scrub(self._exhausted(failure, attempts))) from None
-                self._sleep(self._delay(attempts, failure.retry_after))
+                delay = self._delay(attempts, failure.retry_after)
+                left = self._time_left()
+                self._sleep(delay if left is None else max(0.0, min(delay, left)))
+                with self._lock:  # a hung endpoint is bounded by --max-time: BudgetExceeded, not another wait
+                    self.budget.check(self.usage, self.started_at)
+
+    def _time_left(self) -> float | None:
+        """Seconds left of ``max_wall_time`` (``None`` without one)."""
+        if self.settings.max_wall_time is None:
+            return None
+        return self.settings.max_wall_time - (time.time() - self.started_at)
+
+    def _timeout(self) -> float:
+        """How long one request may take: ``request_timeout``, and never past the end of ``max_wall_time``."""
+        left = self._time_left()
+        return self.settings.request_timeout if left is None else max(1.0, min(self.settings.request_timeout, left))
 
     def _attempt(self, messages: list[dict[str, Any]], node: str, params: dict[str, Any]) -> list[Completion]:
         body = {k: v for k, v in params.items() if k not in ("temperature", "top_p", "tools", "tool_choice")}
         body.update(self.settings.extra_body)
         extra: dict[str, Any] = {k: params[k] for k in ("tools", "tool_choice") if k in params}
-        create: Callable[..., Any] = self._client.chat.completions.create
-        if self._on_delta is not None and "n" not in params:
-            create = functools.partial(stream_chat, self._client, node, self._on_delta)
+        timeout = self._timeout()
+        listener = self._on_delta if "n" not in params else None
+        streamed = listener is not None
+        create: Callable[..., Any] = self._client.chat.completions.with_raw_response.create
+        if listener is not None:  # the live view: the answer arrives piece by piece, then is checked like any reply
+            create = functools.partial(stream_chat, self._client.with_options(timeout=timeout), node, listener)
         try:
-            response = create(
+            raw = create(
                 model=self.settings.model,
                 messages=messages,
                 temperature=params["temperature"],
                 top_p=params["top_p"],
                 extra_headers={NODE_HEADER: node},
                 extra_body=body,
+                timeout=timeout,
                 **extra,
             )
         except openai.APITimeoutError:
-            raise _Retryable(f"timed out after {self.settings.request_timeout:g} s") from None
+            raise _Retryable(f"timed out after {timeout:g} s") from None
         except openai.APIConnectionError as exc:
             raise _Retryable(_connection_reason(exc), unreachable=True) from None
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
-        return self._to_completion(response, messages)
+        if streamed:
+            problem = _shape_problem(raw.model_dump())
+            if problem:
+                raise _Retryable(f"the streamed reply is not a chat completion: {problem}")
+            return self._to_completion(raw, messages)
+        return self._to_completion(self._chat_completion(raw), messages)
+
+    def _chat_completion(self, raw: Any) -> Any:
+        """The parsed reply, once it is known to be a chat completion; anything else (not JSON, not UTF-8, the wrong
+        shape) is a failed attempt, retried like a 5xx: a proxy's error page or a half-started server says so."""
+        body: bytes = raw.http_response.content
+        try:
+            data = json.loads(body)
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+            raise _Retryable(f"the reply is not JSON ({_first_bytes(body)})") from None
+        problem = _shape_problem(data)
+        if problem:
+            raise _Retryable(f"the reply is not a chat completion: {problem} ({_first_bytes(body)})")
+        try:
+            return raw.parse()
+        except Exception as exc:  # the SDK's own reading of it; its message says what is wrong
+            raise _Retryable(f"the reply is not a chat completion: {_one_line(str(exc), 160)}") from None
 
     def _status_error(self, exc: openai.APIStatusError) -> Exception:
         status = exc.status_code
@@ -400,22 +471,24 @@ class ModelClient:
         """Every choice of a response; usage is the response's (all choices together), put on the first."""
         choices = list(response.choices or []) or [None]
         out: list[Completion] = []
+        cap = self.settings.max_answer_chars
         for choice in choices:
             message = choice.message if choice is not None else None
             content = (message.content if message is not None else None) or ""
             calls = [
-                ToolCall(id=c.id or f"call_{i}", name=c.function.name, arguments=c.function.arguments or "")
+                ToolCall(id=c.id or f"call_{i}", name=c.function.name, arguments=_clip(c.function.arguments or "", cap))
                 for i, c in enumerate((message.tool_calls if message is not None else None) or [])
                 if getattr(c, "function", None) is not None
             ]
             reasoning = getattr(message, "reasoning_content", None) if message is not None else None
+            finish = choice.finish_reason if choice is not None else None
             out.append(
                 Completion(
-                    content=content,
+                    content=_clip(content, cap),
                     tool_calls=calls,
-                    finish_reason=choice.finish_reason if choice is not None else None,
+                    finish_reason="length" if len(content) > cap else finish,
                     completion_tokens=_estimate_tokens(content + "".join(c.arguments for c in calls)),
-                    reasoning=reasoning if isinstance(reasoning, str) else "",
+                    reasoning=_clip(reasoning, cap) if isinstance(reasoning, str) else "",
                 )
             )
         usage = response.usage

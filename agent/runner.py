@@ -4,6 +4,10 @@ Why the runner owns the run directory: it is the unit of resumption. ``run.json`
 settings, ``checkpoints.sqlite`` holds the graph state after every finished node, ``workspace/`` the scratch tree.
 ``--resume`` rebuilds the live resources, restores the workspace to the last checkpoint's patch, and continues
 without repeating a finished node.
+
+Why the runner also guards the records: run.json and report.md are replaced atomically, and a full disk anywhere
+in the run (a trajectory line, a checkpoint, a git call on the workspace) ends it with one line
+(:class:`~agent.records.DiskFull`) that says how to continue, never with a torn record or an internal error.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,13 +30,15 @@ from agent.config import Settings, tuned
 from agent.context import Observer, Progress, RunContext, scrub_checkpoints
 from agent.graph import build_graph
 from agent.model import probe_server
+from agent.records import DiskFull, is_disk_full, write_atomic
 from agent.report import link_notes, render_report
 from agent.state import RepairState
 from agent.task import RunResult, Task
 from tools.errors import FatalError
+from tools.git import Git
 from tools.secrets import remember_settings, scrub_obj
 from tools.testing import TestReport
-from tools.workspace import Workspace, validate_repo
+from tools.workspace import COPY_SKIP, Workspace, validate_repo
 
 RUN_FILE = "run.json"
 CHECKPOINTS = "checkpoints.sqlite"
@@ -86,11 +93,43 @@ def _save_elapsed(run_dir: Path, elapsed: float) -> None:
     path = run_dir / RUN_FILE
     data = json.loads(path.read_text(encoding="utf-8"))
     data["elapsed"] = round(elapsed, 3)
-    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    write_atomic(path, json.dumps(data, indent=2))
 
 
-def _check_task(task: Task, settings: Settings) -> None:
+def _has_files(repo: Path) -> bool:
+    """Whether ``repo`` holds anything a workspace would copy (what ``Workspace.create`` copies: a git work tree's
+    tracked and unignored files, else every file outside the skipped directories)."""
+    git = Git(repo)
+    if git.is_work_tree():
+        listed = git.run("ls-files", "-z", "-c", "-o", "--exclude-standard", "--", ".", check=False).stdout
+        return any(name and not name.endswith("/") for name in listed.split("\0"))
+    for _dirpath, dirnames, filenames in os.walk(repo):
+        if filenames:
+            return True
+        dirnames[:] = [d for d in dirnames if d not in COPY_SKIP]
+    return False
+
+
+@contextmanager
+def _disk_full_is_one_line(run_dir: Path) -> Iterator[None]:
+    """A full disk anywhere inside becomes :class:`DiskFull`, naming the run directory and how to continue."""
+    try:
+        yield
+    except DiskFull:
+        raise
+    except (OSError, sqlite3.OperationalError, FatalError) as exc:
+        if not is_disk_full(exc):
+            raise
+        raise DiskFull(
+            f"the disk is full (writing the run in {run_dir}); free some space, then continue with: "
+            f"mendloop solve --resume {run_dir}"
+        ) from None
+
+
+def _check_task(task: Task, settings: Settings, *, resume: bool = False) -> None:
     validate_repo(task.repo)
+    if not resume and not _has_files(task.repo):
+        raise FatalError(f"repository {task.repo} is empty: there is no file to repair")
     if not task.text.strip():
         raise FatalError("the task is empty: say what is wrong with --task TEXT or --issue-file FILE")
     if not settings.base_url:
@@ -158,10 +197,23 @@ def solve(
 
     ``observer`` (the live view) watches the run: model answers as they are written, each node's update.
     """
-    started = time.monotonic()
     run_dir = run_dir.resolve()
-    _check_task(task, settings)
+    _check_task(task, settings, resume=resume)
     remember_settings(settings)  # before anything is written: run.json holds the task text
+    with _disk_full_is_one_line(run_dir):
+        return _solve(task, settings, run_dir, resume=resume, progress=progress, observer=observer)
+
+
+def _solve(
+    task: Task,
+    settings: Settings,
+    run_dir: Path,
+    *,
+    resume: bool,
+    progress: Progress | None,
+    observer: Observer | None,
+) -> RunResult:
+    started = time.monotonic()
     checkpoints = run_dir / CHECKPOINTS
     if resume:
         if not checkpoints.is_file():
@@ -173,7 +225,7 @@ def solve(
         settings = _tuned(settings, progress or (lambda _m: None))
         run_dir.mkdir(parents=True, exist_ok=True)
         record = scrub_obj({"task": task.to_dict(), "settings": settings.public_dict()})
-        (run_dir / RUN_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
+        write_atomic(run_dir / RUN_FILE, json.dumps(record, indent=2))
         workspace = Workspace.create(task.repo, run_dir / "workspace")
     conn = sqlite3.connect(str(checkpoints), check_same_thread=False)
     try:
@@ -193,6 +245,7 @@ def solve(
         )
         if observer is not None:
             observer.started(ctx)
+        finished = False
         try:
             if resume:
                 workspace.reset()
@@ -202,16 +255,20 @@ def solve(
                     _run_graph(app, None, ctx, observer)
             else:
                 _run_graph(app, RepairState(iteration=0), ctx, observer)
+            finished = True
         finally:
             ctx.close()
-            _save_elapsed(run_dir, before + time.monotonic() - started)
+            try:
+                _save_elapsed(run_dir, before + time.monotonic() - started)
+            except OSError:
+                if finished:  # else the error that ended the run is the one to report; run.json is still whole
+                    raise
         state = cast(RepairState, app.get_state(THREAD).values)
     finally:
         conn.close()
     duration = time.monotonic() - started
     notes = link_notes(workspace.outside_links())
-    report = render_report(task, state, usage, duration, settings.model, notes=notes)
-    (run_dir / "report.md").write_text(report, encoding="utf-8")
+    write_atomic(run_dir / "report.md", render_report(task, state, usage, duration, settings.model, notes=notes))
     if not (run_dir / "trajectory.jsonl").exists():
         (run_dir / "trajectory.jsonl").touch()
     return _result(state, run_dir, usage, duration)

@@ -1,10 +1,11 @@
 """What every sandbox backend shares: one capped output buffer, and for host processes one process group, a hard
-timeout and a minimal environment.
+timeout, a minimal environment and the runaway limits (:mod:`sandboxes._limits`).
 
 Why one chokepoint: every backend that starts a host process (local, bwrap) must kill the whole process tree at
 the deadline, must never buffer unbounded output, and must build the same minimal environment; every backend,
 docker included, must cap output the same way. Getting that right once, here, is what makes the backends
-interchangeable.
+interchangeable. The process groups of running commands are known here too (:func:`kill_running`), so a batch worker
+that must die can take along the commands it runs, each in a session of its own.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import os
 import select
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from sandboxes.base import ExecResult, SandboxError, SandboxSpec, closed_on_error
+from sandboxes._limits import WorkspaceGuard, add_notes
+from sandboxes.base import READ_LIMIT, ExecResult, SandboxError, SandboxSpec, closed_on_error
 
 __all__ = [
     "BASE_ENV",
@@ -28,6 +31,7 @@ __all__ = [
     "HostSandbox",
     "ProcResult",
     "build_env",
+    "kill_running",
     "read_workspace_file",
     "resolve_in_workspace",
     "run_process",
@@ -40,6 +44,21 @@ __all__ = [
 BASE_ENV: dict[str, str] = {"LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
 _CHUNK = 65536
 _DRAIN_GRACE = 2.0  # seconds to keep reading after the group is dead (a setsid'd escapee may hold the pipe)
+_WATCH_EVERY = 0.5  # seconds between two polls of a command's ``watch``
+_TIMEOUT = "timeout"
+
+# Process groups of commands running now, so a worker that must die (its batch was killed) can take them along:
+# every command runs in a session of its own, out of reach of a kill of the worker's own group.
+_RUNNING: set[int] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def kill_running() -> None:
+    """SIGKILL the process group of every command this process is running (for a worker that is going away)."""
+    with _RUNNING_LOCK:
+        groups = list(_RUNNING)
+    for pgid in groups:
+        _killpg(pgid)
 
 
 class CappedBuffer:
@@ -94,6 +113,7 @@ class ProcResult:
     duration: float
     timed_out: bool
     truncated: bool
+    stopped: str = ""  # why a ``watch`` stopped the command (a limit), "" when it was not stopped
 
 
 def to_argv(cmd: str | Sequence[str]) -> list[str]:
@@ -143,21 +163,33 @@ class _ExitWaiter:
             self.fd = None
 
 
-def _pump(fd: int, waiter: _ExitWaiter, buf: CappedBuffer, deadline: float) -> bool:
-    """Read ``fd`` into ``buf`` until the child exits or the deadline passes; True when the deadline hit."""
+def _pump(
+    fd: int, waiter: _ExitWaiter, buf: CappedBuffer, deadline: float, watch: Callable[[], str | None] | None
+) -> str:
+    """Read ``fd`` into ``buf`` until the child exits (""), the deadline passes (``_TIMEOUT``) or ``watch`` gives a
+    reason to stop it (that reason)."""
     poller = select.poll()
     poller.register(fd, select.POLLIN | select.POLLHUP)
     if waiter.fd is not None:
         poller.register(waiter.fd, select.POLLIN)
     pipe_open = True
+    next_watch = time.monotonic() + _WATCH_EVERY
     while True:
         if waiter.exited():
-            return False
-        remaining = deadline - time.monotonic()
+            return ""
+        now = time.monotonic()
+        remaining = deadline - now
         if remaining <= 0:
-            return True
+            return _TIMEOUT
+        if watch is not None and now >= next_watch:
+            next_watch = now + _WATCH_EVERY
+            reason = watch()
+            if reason:
+                return reason
         # Without a pidfd (or once the pipe is closed) wake up periodically to re-check the child.
         wait_ms = remaining * 1000 if waiter.fd is not None and pipe_open else min(remaining * 1000, 50)
+        if watch is not None:
+            wait_ms = min(wait_ms, _WATCH_EVERY * 1000)
         for ready, _ in poller.poll(wait_ms):
             if ready == fd and pipe_open:
                 data = os.read(fd, _CHUNK)
@@ -190,8 +222,10 @@ def run_process(
     output_bytes: int,
     preexec_fn: Callable[[], None] | None = None,
     pass_fds: Iterable[int] = (),
+    watch: Callable[[], str | None] | None = None,
 ) -> ProcResult:
-    """Run ``argv`` in a new session; SIGKILL the whole group at the deadline and when the leader exits.
+    """Run ``argv`` in a new session; SIGKILL the whole group at the deadline, when the leader exits, and when
+    ``watch`` (polled every half second) returns a reason to stop.
 
     Output (stdout+stderr merged) is read in chunks into a :class:`CappedBuffer`, never accumulated whole.
     """
@@ -215,8 +249,10 @@ def run_process(
     fd = proc.stdout.fileno()
     buf = CappedBuffer(output_bytes)
     waiter = _ExitWaiter(proc.pid)
+    with _RUNNING_LOCK:
+        _RUNNING.add(proc.pid)
     try:
-        timed_out = _pump(fd, waiter, buf, start + timeout)
+        ended = _pump(fd, waiter, buf, start + timeout, watch)
         # The leader is dead or doomed: take its whole group with it (not reaped yet, so no pid reuse).
         _killpg(proc.pid)
         returncode = proc.wait()
@@ -227,8 +263,11 @@ def run_process(
         if proc.returncode is None:
             _killpg(proc.pid)
             proc.wait()
+        with _RUNNING_LOCK:
+            _RUNNING.discard(proc.pid)
     exit_code = 128 - returncode if returncode < 0 else returncode
-    return ProcResult(exit_code, buf.text(), time.monotonic() - start, timed_out, buf.truncated)
+    stopped = "" if ended in ("", _TIMEOUT) else ended
+    return ProcResult(exit_code, buf.text(), time.monotonic() - start, ended == _TIMEOUT, buf.truncated, stopped)
 
 
 def _last_line(text: str) -> str:
@@ -236,24 +275,27 @@ def _last_line(text: str) -> str:
     return lines[-1].strip() if lines else ""
 
 
-def to_exec_result(res: ProcResult, *, memory_limited: bool) -> ExecResult:
-    """Map a finished process to an ExecResult; decide ``oom`` from how it died.
+def to_exec_result(res: ProcResult, *, memory_limited: bool, limits: Sequence[str] = ()) -> ExecResult:
+    """Map a finished process to an ExecResult; decide ``oom`` from how it died; ``limits`` are runaway limits hit
+    (said at the end of the output too).
 
     Under RLIMIT_AS Python raises MemoryError (exit 1, traceback ending in ``MemoryError``) instead of being
-    killed; a SIGKILL that was not ours (no timeout) under a memory limit is the kernel's OOM killer.
+    killed; a SIGKILL that was not ours (no timeout, no limit) under a memory limit is the kernel's OOM killer.
     """
+    notes = [*([res.stopped] if res.stopped else []), *limits]
     oom = False
-    if memory_limited and not res.timed_out:
+    if memory_limited and not res.timed_out and not res.stopped:
         killed = res.exit_code == 128 + signal.SIGKILL
         python_oom = res.exit_code == 1 and _last_line(res.output).startswith("MemoryError")
         oom = killed or python_oom
     return ExecResult(
         exit_code=res.exit_code,
-        output=res.output,
+        output=add_notes(res.output, notes),
         duration=res.duration,
         timed_out=res.timed_out,
         oom=oom,
         truncated=res.truncated,
+        limits=notes,
     )
 
 
@@ -293,8 +335,13 @@ def write_workspace_files(root: Path, files: Mapping[str, bytes]) -> list[Path]:
 
 
 def read_workspace_file(root: Path, rel: str) -> bytes:
-    """Read one workspace file; a missing file raises FileNotFoundError (an observation, not a failure)."""
-    return resolve_in_workspace(root, rel).read_bytes()
+    """Read one workspace file; a missing file raises FileNotFoundError (an observation, not a failure), one larger
+    than ``READ_LIMIT`` a SandboxError (never read into memory)."""
+    path = resolve_in_workspace(root, rel)
+    size = path.stat().st_size
+    if size > READ_LIMIT:
+        raise SandboxError(f"{rel} is too large to read back ({size} bytes)")
+    return path.read_bytes()
 
 
 class HostSandbox:
@@ -314,6 +361,7 @@ class HostSandbox:
         self.spec = spec
         self.limits = spec.limits
         self._closed = False
+        self._guard = WorkspaceGuard(self.root, self.limits)
         self._open()
         with closed_on_error(self):
             run_setup(self, spec.setup)
@@ -324,7 +372,9 @@ class HostSandbox:
         if self._closed:
             raise SandboxError("sandbox is closed")
         limit = self.limits.timeout if timeout is None else timeout
-        return to_exec_result(self._process(to_argv(cmd), limit, env), memory_limited=True)
+        used = self._guard.used()
+        res = self._process(to_argv(cmd), limit, env, self._guard.watch(used))
+        return to_exec_result(res, memory_limited=True, limits=self._guard.after(used))
 
     def put(self, files: Mapping[str, bytes]) -> None:
         write_workspace_files(self.root, files)
@@ -341,8 +391,11 @@ class HostSandbox:
     def _open(self) -> None:
         """Acquire what commands need (a private HOME, ...); on failure, release what was acquired, then raise."""
 
-    def _process(self, argv: list[str], timeout: float, env: Mapping[str, str] | None) -> ProcResult:
-        """Run one command to its end (``env`` holds the caller's extra variables)."""
+    def _process(
+        self, argv: list[str], timeout: float, env: Mapping[str, str] | None, watch: Callable[[], str | None]
+    ) -> ProcResult:
+        """Run one command to its end (``env`` holds the caller's extra variables; ``watch`` goes to
+        :func:`run_process`)."""
         raise NotImplementedError
 
     def _release(self) -> None:

@@ -20,6 +20,18 @@ class SandboxError(FatalError):
     """The sandbox itself failed (backend missing, daemon gone, image absent): infrastructure, exit 2."""
 
 
+class ImageUnavailable(SandboxError):
+    """Docker answers but cannot provide the image (absent and not pullable): ``auto`` then falls back to bwrap."""
+
+    def __init__(self, message: str, image: str, reason: str) -> None:
+        super().__init__(message)
+        self.image = image
+        self.reason = reason
+
+
+READ_LIMIT = 64 * 1024 * 1024  # bytes ``Sandbox.get`` reads back at most (a JUnit report, a trace): more is a runaway
+
+
 @dataclass(frozen=True)
 class Limits:
     """Hard limits for everything that runs inside a sandbox. Defaults are safe for untrusted code."""
@@ -31,6 +43,8 @@ class Limits:
     output_bytes: int = 1_000_000  # merged stdout+stderr kept per command; the rest is dropped, not buffered
     network: bool = False
     env: Mapping[str, str] = field(default_factory=dict)  # the only host variables passed in
+    max_file_bytes: int = 1 << 30  # one file a command writes; the writer is stopped there, the file removed
+    max_growth_bytes: int = 4 << 30  # all that commands add to the workspace; the largest new files go first
 
 
 @dataclass
@@ -43,6 +57,7 @@ class ExecResult:
     timed_out: bool = False
     oom: bool = False  # killed for exceeding the memory limit
     truncated: bool = False
+    limits: list[str] = field(default_factory=list)  # runaway limits hit, one line each (also ending ``output``)
 
     @property
     def ok(self) -> bool:
@@ -54,6 +69,8 @@ class ExecResult:
             return f"killed after exceeding the time limit ({self.duration:.0f}s)"
         if self.oom:
             return "killed for exceeding the memory limit"
+        if self.limits:
+            return f"exit code {self.exit_code}; a sandbox limit was hit (see the end of the output)"
         return f"exit code {self.exit_code}"
 
 

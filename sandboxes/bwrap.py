@@ -23,7 +23,7 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from sandboxes._proc import HostSandbox, ProcResult, build_env, run_process
@@ -56,7 +56,10 @@ _PASSWD = f"root:x:0:0:root:/nonexistent:/bin/sh\nsandbox:x:{SANDBOX_ID}:{SANDBO
 _GROUP = f"root:x:0:\nsandbox:x:{SANDBOX_ID}:\n"
 
 # Runs inside, as the first process: drop to the sandbox user (root mode), apply rlimits, exec the command.
-_WRAPPER = """import os, resource, sys, json
+# Python ignores SIGPIPE and SIGXFSZ, and an exec keeps what is ignored: the command gets the defaults back (a shell
+# tool then dies at the file-size limit, as it would anywhere, instead of looping on EFBIG).
+_WRAPPER = """import os, resource, sys, json, signal
+signal.signal(signal.SIGPIPE, signal.SIG_DFL); signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
 c = json.loads(sys.argv[1])
 if c["drop"]:
     os.setgroups([]); os.setgid(c["id"]); os.setuid(c["id"])
@@ -199,7 +202,12 @@ class BwrapSandbox(HostSandbox):
             args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
         args += ["--ro-bind", str(self._state / "passwd"), "/etc/passwd"]
         args += ["--ro-bind", str(self._state / "group"), "/etc/group"]
-        made: set[str] = {"/", "/usr", "/etc"}
+        # Order matters: a mount hides what an earlier one put below it. The fresh /tmp and /home come first, so an
+        # interpreter that lives under /tmp (a venv made there, a CI cache) or /home is bound on top of them.
+        args += ["--proc", "/proc", "--dev", "/dev"]
+        args += ["--perms", "1777", "--size", str(self.limits.max_growth_bytes), "--tmpfs", "/tmp"]
+        args += ["--perms", "0755", "--dir", "/home", "--bind", str(self._home), HOME]
+        made: set[str] = {"/", "/usr", "/etc", "/tmp", "/home", "/proc", "/dev"}
         for path in _python_dirs():
             if path.is_relative_to("/usr"):
                 continue
@@ -208,8 +216,6 @@ class BwrapSandbox(HostSandbox):
                     made.add(str(parent))
                     args += ["--perms", "0755", "--dir", str(parent)]
             args += ["--ro-bind", str(path), str(path)]
-        args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
-        args += ["--perms", "0755", "--dir", "/home", "--bind", str(self._home), HOME]
         args += ["--bind", str(self.root), WORKDIR, "--chdir", WORKDIR, "--clearenv"]
         return args
 
@@ -224,12 +230,15 @@ class BwrapSandbox(HostSandbox):
                 "RLIMIT_NPROC": [self.limits.pids, self.limits.pids],
                 "RLIMIT_CPU": [cpu, cpu + 1],
                 "RLIMIT_CORE": [0, 0],
+                "RLIMIT_FSIZE": [self.limits.max_file_bytes, self.limits.max_file_bytes],
             },
         }
         return [str(Path(sys.executable)), "-I", "-S", "-c", _WRAPPER, json.dumps(config)]
 
     # --- one command -------------------------------------------------------------------------------------------
-    def _process(self, argv: list[str], timeout: float, env: Mapping[str, str] | None) -> ProcResult:
+    def _process(
+        self, argv: list[str], timeout: float, env: Mapping[str, str] | None, watch: Callable[[], str | None]
+    ) -> ProcResult:
         if self._as_root:
             share_with_sandbox(self.root)  # files the host wrote since the last run
         path = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
@@ -244,6 +253,7 @@ class BwrapSandbox(HostSandbox):
             timeout=timeout,
             output_bytes=self.limits.output_bytes,
             pass_fds=() if self._userns_fd is None else (self._userns_fd,),
+            watch=watch,
         )
 
     def _release(self) -> None:

@@ -29,14 +29,16 @@ def _host_path() -> str:
 
 
 def _rlimits(limits: Limits, timeout: float) -> Callable[[], None]:
-    """A preexec hook: address-space and CPU-time limits for the child (only async-signal-safe calls)."""
+    """A preexec hook: address-space, CPU-time and file-size limits for the child (only async-signal-safe calls)."""
     memory = limits.memory_mb * 1024 * 1024
     cpu = int(timeout) + 2
+    fsize = limits.max_file_bytes
 
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
 
     return apply
 
@@ -49,7 +51,9 @@ class LocalSandbox(HostSandbox):
     def _open(self) -> None:
         self._home = Path(tempfile.mkdtemp(prefix="mendloop-home-"))
 
-    def _process(self, argv: list[str], timeout: float, env: Mapping[str, str] | None) -> ProcResult:
+    def _process(
+        self, argv: list[str], timeout: float, env: Mapping[str, str] | None, watch: Callable[[], str | None]
+    ) -> ProcResult:
         return run_process(
             argv,
             cwd=self.root,
@@ -57,6 +61,7 @@ class LocalSandbox(HostSandbox):
             timeout=timeout,
             output_bytes=self.limits.output_bytes,
             preexec_fn=_rlimits(self.limits, timeout),
+            watch=watch,
         )
 
     def _release(self) -> None:

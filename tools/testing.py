@@ -59,6 +59,8 @@ Form = Literal["pytest", "unittest", "command"]
 JUNIT_DIR = ".mendloop"
 OUTPUT_KEEP = 40_000  # characters of output kept in the report (head and tail); it lives in the graph state
 COMMAND_TAIL = 6_000  # characters of a command's output kept as its case's traceback
+CASE_KEEP = 8_000  # characters of one test's message and of its traceback kept (head and tail): the same reason
+JUNIT_LIMIT = 32 * 1024 * 1024  # a JUnit report larger than this is not read (a runaway, or a test writing it)
 _OUTCOME_RANK: dict[str, int] = {"passed": 0, "skipped": 1, "error": 2, "failed": 3}
 _COLLECTION_MARKERS = ("ERROR collecting", "errors during collection", "error during collection")
 
@@ -506,7 +508,8 @@ def _case(element: ET.Element, root_hint: str) -> TestCase:
     node_id = _node_id(element.get("classname", ""), element.get("name", ""), element.get("file"))
     if root_hint:
         node_id = f"{root_hint.rstrip('/')}/{node_id}"
-    return TestCase(node_id, outcome, "\n".join(messages), "\n\n".join(texts), duration)
+    message = _clip_middle("\n".join(messages), CASE_KEEP)
+    return TestCase(node_id, outcome, message, _clip_middle("\n\n".join(texts), CASE_KEEP), duration)
 
 
 def _node_id(classname: str, name: str, file: str | None) -> str:
@@ -536,12 +539,16 @@ def _merge(first: TestCase, second: TestCase) -> TestCase:
 
 
 def _fetch(sandbox: Sandbox, rel: str) -> str | None:
-    """Read the XML back and delete it; ``None`` when the run never wrote it (crash, usage error)."""
+    """Read the XML back and delete it; ``None`` when the run never wrote it (crash, usage error) or it is larger
+    than ``JUNIT_LIMIT`` (the output then stands in for it)."""
+    host_copy = Path(sandbox.root) / rel
     try:
+        if host_copy.is_file() and host_copy.stat().st_size > JUNIT_LIMIT:
+            host_copy.unlink()
+            return None
         data = sandbox.get(rel)
     except Exception:  # backends raise FileNotFoundError or SandboxError; either way there is no XML
         return None
-    host_copy = Path(sandbox.root) / rel
     if host_copy.exists():
         host_copy.unlink(missing_ok=True)
     else:  # a backend with its own copy of the workspace (Docker): delete it there

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 from collections.abc import Iterable
@@ -29,7 +30,7 @@ from tools.errors import FatalError
 from tools.git import Git
 from tools.secrets import known, scrub
 
-__all__ = ["Workspace", "apply_patch", "validate_repo"]
+__all__ = ["PATCH_FILE_LIMIT", "Workspace", "apply_patch", "too_large_for_patch", "validate_repo"]
 
 BASE_REF = "refs/mendloop/base"
 # Files that running tests creates; they never belong in a diff.
@@ -178,12 +179,12 @@ class Workspace:
 
     def snapshot(self) -> str:
         """Save the working tree as a git tree object and return its sha; the working tree is unchanged."""
-        self.git.run("add", "-A", ".")
+        self._add_all()
         return self.git.run("write-tree").stdout.strip()
 
     def restore(self, snap: str) -> None:
         """Make the working tree exactly the tree ``snap`` from :meth:`snapshot` (newer files go away)."""
-        self.git.run("add", "-A", ".")  # so that files created since the snapshot are known and removed
+        self._add_all()  # so that files created since the snapshot are known and removed
         self.git.run("read-tree", "-u", "--reset", snap)
 
     def changed_since(self, snap: str) -> list[str]:
@@ -224,8 +225,36 @@ class Workspace:
 
     def _staged(self, *args: str) -> proc.Completed:
         """Stage everything (new files included) and run ``git ARGS``: the index is ours to use."""
-        self.git.run("add", "-A", ".")
+        self._add_all()
         return self.git.run(*args)
+
+    def _add_all(self) -> None:
+        """``git add -A``, leaving out files too large for a patch (see :func:`too_large_for_patch`)."""
+        big = too_large_for_patch(self.root)
+        self.git.run("add", "-A", "--", ".", *(f":(exclude,literal){rel}" for rel in big))
+
+
+PATCH_FILE_LIMIT = 64 * 1024 * 1024
+
+
+def too_large_for_patch(root: Path, limit: int = PATCH_FILE_LIMIT) -> list[str]:
+    """Files of the scratch tree (tracked, or new and not ignored) larger than ``limit`` bytes.
+
+    Why: such a file is never a repair, and putting it in the index, a diff, the graph state and the checkpoint
+    would hold it in memory several times over (a 1 GB file took mendloop to 2 GB). It is left out of every
+    snapshot and diff instead: the patch and what ``--resume`` restores go without it. (Sandboxes remove files at
+    their own, larger, size limit; this guard holds whatever wrote the file.)
+    """
+    listed = scratch_git(root).run("ls-files", "-z", "-c", "-o", "--exclude-standard", "--", ".").stdout
+    big = []
+    for rel in dict.fromkeys(p for p in listed.split("\0") if p):
+        try:
+            st = os.lstat(root / rel)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_size > limit:
+            big.append(rel)
+    return big
 
 
 def apply_patch(target: Path, patch: str, *, check_only: bool = False) -> None:

@@ -104,6 +104,7 @@ SETTINGS_OPTIONS: tuple[Opt, ...] = (
     Opt("temperature", "--temperature", "Sampling temperature (default: the dialect's - cwm 1.0, openai 0.6).", MODEL),
     Opt("reasoning", "--reasoning", "Reasoning on or off, sent as chat_template_kwargs (default: on for cwm).", MODEL),
     Opt("context_tokens", "--context-tokens", "The endpoint's context window (default: asked of the server).", MODEL),
+    Opt("request_timeout", "--request-timeout", "Seconds per model request (default 600; within --max-time).", MODEL),
     Opt("max_iterations", "--max-iterations", "Write/verify rounds (default 4).", BUDGET),
     Opt("max_model_calls", "--max-calls", "Most model calls.", BUDGET),
     Opt("max_turns", "--max-turns", "Most model turns in the conversation (default: rounds x 3).", BUDGET),
@@ -131,6 +132,8 @@ SETTINGS_OPTIONS: tuple[Opt, ...] = (
         "Let the repository's own config weaken the sandbox or name the endpoint (see SECURITY.md).",
         SANDBOX,
     ),
+    Opt("max_file_size", "--max-file-size", "Largest file a command may write (default 1GiB).", SANDBOX, str),
+    Opt("max_workspace_growth", "--max-workspace-growth", "Most commands may add (default 4GiB).", SANDBOX, str),
 )
 """Every ``Settings`` field a command line can set; ``solve``, ``fix`` and ``batch`` take them all."""
 

@@ -38,7 +38,7 @@ from agent.context import RunContext
 from agent.dialects.base import Action, BashCall, Parsed, Submit
 from agent.model import ContextOverflow
 from agent.nodes.common import Turn, ask, protection
-from agent.nodes.prompting import fit_conversation, prompt_budget
+from agent.nodes.prompting import bounded_history
 from agent.nodes.protocol import (
     TURNS_PER_ROUND,
     Episode,
@@ -76,16 +76,15 @@ def episode_turns(ctx: RunContext) -> int:
 
 def _ask_fitted(ctx: RunContext, messages: list[dict[str, Any]]) -> Turn:
     """One turn with the conversation cut to fit the context; smaller again after each refusal for length."""
-    budget = prompt_budget(ctx.model.context_size(), ctx.settings.max_completion_tokens, 0)
     clean = without_marks(messages)
     for shrink in range(MAX_SHRINKS + 1):
-        sent = fit_conversation(clean, None if budget is None else int(budget * 0.7**shrink))
+        # the window as the server said it (a refusal teaches it), else max_history_chars
+        sent = bounded_history(clean, ctx.settings, ctx.model.context_size(), shrink=shrink)
         try:
             return ask(ctx, sent, NODE)
         except ContextOverflow:
             if shrink == MAX_SHRINKS:
                 raise
-            budget = prompt_budget(ctx.model.context_size(), ctx.settings.max_completion_tokens, 0) or 8192
     raise AssertionError("unreachable")
 
 

@@ -1,4 +1,6 @@
-"""Requests that fit the endpoint's context window: prompt sections by priority, trimmed to a token budget.
+"""Requests that fit the endpoint's context window: prompt sections by priority, trimmed to a token budget, and a
+conversation bounded before it is sent again (``bounded_history``: within the window, or ``max_history_chars`` when the
+window is unknown, so a few huge answers are never resent turn after turn).
 
 Why here: a small local server (4096 tokens per slot) refuses a request that is one token too long, and that refusal
 must never end a run. Every prompt is built from named sections, each with a priority and a floor; the request is
@@ -13,11 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agent.config import Settings
+
 CHARS_PER_TOKEN = 3.0  # code tokenizes at ~3-4 characters per token; 3 errs towards sending less
 MIN_ANSWER_TOKENS = 256  # never squeeze the answer below this: a cut-off answer is a wasted call
 MESSAGE_OVERHEAD = 8  # tokens a chat template adds per message (role markers)
 
-__all__ = ["Section", "estimate_tokens", "fit_conversation", "fit_sections", "prompt_budget"]
+__all__ = ["Section", "bounded_history", "estimate_tokens", "fit_conversation", "fit_sections", "prompt_budget"]
 
 
 def estimate_tokens(text: str) -> int:
@@ -118,3 +122,21 @@ def fit_conversation(messages: list[dict[str, Any]], budget_tokens: int | None) 
         section = Section("long", text, 0, keep="both")
         out[longest] = {**out[longest], "content": section.cut(max(400, len(text) - excess))}
     return out
+
+
+def bounded_history(
+    messages: list[dict[str, Any]], settings: Settings, context_tokens: int | None, *, shrink: int = 0
+) -> list[dict[str, Any]]:
+    """``messages`` cut to fit ``context_tokens`` (leaving room for the answer), or ``settings.max_history_chars``;
+    ``shrink`` times smaller again (0.7 each) after refusals for length."""
+    budget = prompt_budget(context_tokens, settings.max_completion_tokens, 0) if context_tokens else None
+    cap = int(settings.max_history_chars / CHARS_PER_TOKEN)
+    tokens = int((cap if budget is None else min(budget, cap)) * 0.7**shrink)
+    per_message = max(2_000, int(tokens * CHARS_PER_TOKEN) // 4)
+    shortened = [*messages[:2]]
+    for message in messages[2:]:
+        text = message.get("content")
+        if isinstance(text, str) and len(text) > per_message:
+            message = {**message, "content": Section("message", text, 0, keep="both").cut(per_message)}
+        shortened.append(message)
+    return fit_conversation(shortened, tokens)

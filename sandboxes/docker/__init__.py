@@ -2,26 +2,35 @@
 
 Why this shape: starting a container per command costs half a second; one keep-alive container plus one ``exec``
 per command costs a few tens of milliseconds. The workspace is copied in (never bind-mounted) and kept in sync by
-shipping only what changed on the host before each command (:mod:`sandboxes.docker.sync`). Setup is baked into a
-cached derived image (:mod:`sandboxes.docker.image`). Timeouts kill the command's whole process tree from inside
-while the container lives on (:mod:`sandboxes.docker.container`), and every container is removed on close, at
-exit, on SIGINT/SIGTERM and, through a dead-man switch, even when this process is SIGKILLed
+shipping only what changed on the host before each command (:mod:`sandboxes.docker.sync`); what a command changes
+inside - files, symlinks, directories, deletions - comes back to the host copy after it (``REPORT``), because the
+host copy is what the patch is made from. The runaway limits hold inside too: an fsize ulimit per file, and the
+growth of the workspace and /tmp measured and cut back after each command and watched while it runs. Setup is
+baked into a cached derived image (:mod:`sandboxes.docker.image`). Timeouts kill the command's whole process tree
+from inside while the container lives on (:mod:`sandboxes.docker.container`), and every container is removed on
+close, at exit, on SIGINT/SIGTERM and, through a dead-man switch, even when this process is SIGKILLed
 (:mod:`sandboxes.docker.cleanup`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import shlex
+import shutil
+import stat
 import tarfile
+import tempfile
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sandboxes.base import ExecResult, SandboxError, SandboxSpec, closed_on_error
+from sandboxes._limits import add_notes, human_size
+from sandboxes.base import READ_LIMIT, ExecResult, SandboxError, SandboxSpec, closed_on_error
 from sandboxes.docker import container as _docker_container
 from sandboxes.docker import exec_wrap as _docker_exec
 from sandboxes.docker import image as _docker_image
@@ -32,27 +41,55 @@ __all__ = ["DockerSandbox", "docker_available", "prune"]
 WORKDIR = _docker_container.WORKDIR
 DELETE_BATCH = 500  # paths per ``rm`` so one command line stays far below ARG_MAX
 OOM_PROBE = "cat /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events 2>/dev/null"
+PULL_LIMIT = 500  # files pulled back per command; more is a test writing fixtures, not an edit
+# What a command did to the workspace is written by the container itself into REPORT (one ``get_archive`` brings
+# it all back): ``changed`` files and symlinks and ``dirs`` newer than the command's stamp (backdated a second: file
+# times move in kernel ticks), ``deleted`` paths (the listing before the command minus the one after: removals made
+# inside must reach the host copy, which is what the patch is made from), and files removed for a limit (``big``:
+# at the size limit, which the fsize ulimit stops a writer at; ``grown``: the newest largest files while the
+# workspace and /tmp hold more than allowed since the sandbox opened, measured against OPENED_KB). ``complete`` is
+# written last: a report without it (a command killed half way through its listing) is never trusted.
+REPORT = "/tmp/.mendloop-report"
+OPENED = "/tmp/.mendloop-opened"
+OPENED_KB = "/tmp/.mendloop-opened-kb"
+_PRUNE = "\\( -name .mendloop -o -name __pycache__ -o -name .pytest_cache -o -name .hypothesis -o -name .git \\) -prune"
+_USED_KB = f"du -skc {WORKDIR} /tmp 2>/dev/null | tail -n 1 | cut -f1"
+
+BEFORE = f"""rm -rf {REPORT}; mkdir -p {REPORT}
+touch -d '1 second ago' {REPORT}/stamp 2>/dev/null || : >{REPORT}/stamp
+find {WORKDIR} {_PRUNE} -o -print 2>/dev/null | sort >{REPORT}/before
+"""
+AFTER = f"""[ -f {REPORT}/stamp ] || exit 0
+find {WORKDIR} /tmp -xdev -path {REPORT} -prune -o -type f -newer {REPORT}/stamp -size +%(big)dc -print 2>/dev/null \
+ | head -n 1000 >{REPORT}/big
+while IFS= read -r f; do rm -f -- "$f"; done <{REPORT}/big
+over=$(( $({_USED_KB}) - $(cat {OPENED_KB} 2>/dev/null || echo 0) - %(growth_kb)d ))
+if [ "$over" -gt 0 ]; then
+  find {WORKDIR} /tmp -xdev -path {REPORT} -prune -o -type f -newer {OPENED} -exec du -k {{}} + 2>/dev/null \
+   | sort -rn >{REPORT}/sizes
+  while [ "$over" -gt 0 ] && IFS='\t' read -r k f; do
+    rm -f -- "$f" && printf '%%s\\n' "$f" >>{REPORT}/grown; over=$((over - k))
+  done <{REPORT}/sizes
+fi
+find {WORKDIR} {_PRUNE} -o -type d -newer {REPORT}/stamp -print 2>/dev/null | head -n {PULL_LIMIT} >{REPORT}/dirs
+find {WORKDIR} {_PRUNE} -o \\( -type f -o -type l \\) -newer {REPORT}/stamp -print 2>/dev/null \
+ | head -n {PULL_LIMIT} >{REPORT}/changed
+find {WORKDIR} {_PRUNE} -o -print 2>/dev/null | sort >{REPORT}/after
+comm -23 {REPORT}/before {REPORT}/after >{REPORT}/deleted
+rm -f {REPORT}/before {REPORT}/after {REPORT}/sizes
+: >{REPORT}/complete
+"""
 # The shell around every command. It raises the command's OOM score (the kernel then picks it, never init or
 # the keep-alive; raising needs no capability), runs the command as a child, then kills whatever the command
 # left behind (background jobs, daemons, a fork bomb) with builtins only, so no fork is needed, sparing init,
 # the keep-alive and itself. Without the sweep, leftovers would hold the exec's pipes open (Docker then waits
-# 2 s) and hold pids or memory the next command needs.
-# Files a command writes in the workspace come back to the host (the host copy is what the patch is made from):
-# the wrapper stamps the start, then lists the regular files newer than the stamp, leaving caches out. The stamp is
-# backdated a second because file times move in kernel ticks: a file written in the stamp's own tick is not "newer".
-STAMP = "/tmp/.mendloop-stamp"
-CHANGED = "/tmp/.mendloop-changed"
-PULL_LIMIT = 500  # files pulled back per command; more is a test writing fixtures, not an edit
-_FIND_CHANGED = (
-    f"find {WORKDIR} \\( -name .mendloop -o -name __pycache__ -o -name .pytest_cache -o -name .hypothesis "
-    f"-o -name .git \\) -prune -o -type f -newer {STAMP} -print 2>/dev/null | head -n {PULL_LIMIT} >{CHANGED}"
-)
-
-WRAPPER = f"""echo 1000 >/proc/self/oom_score_adj 2>/dev/null
-%stouch -d '1 second ago' {STAMP} 2>/dev/null || : >{STAMP}; : >{CHANGED}
-"$@"
+# 2 s) and hold pids or memory the next command needs. Then it writes the report (AFTER). %%(removal)s deletes
+# what was deleted on the host since the last command.
+WRAPPER = (
+    "echo 1000 >/proc/self/oom_score_adj 2>/dev/null\n%(removal)s"
+    + BEFORE
+    + f""""$@"
 rc=$?
-{_FIND_CHANGED}
 if read -r keep <{_docker_container.KEEPALIVE_PID} 2>/dev/null; then
   n=0
   while [ $n -lt 50 ]; do
@@ -66,8 +103,10 @@ if read -r keep <{_docker_container.KEEPALIVE_PID} 2>/dev/null; then
     n=$((n+1))
   done
 fi
-exit $rc
 """
+    + AFTER
+    + "exit $rc\n"
+)
 
 
 def _client(timeout: int = 60) -> Any:
@@ -162,6 +201,8 @@ class DockerSandbox:
             if self.spec.setup:
                 self._mirror.extra_deletes = _docker_image.baked_paths(self._client.api, self._box.id)
             self._pending_deletes: list[str] = self._sync()
+            # what the workspace and /tmp hold now: growth is counted from here
+            self._exec_quiet(["/bin/sh", "-c", f"{_USED_KB} >{OPENED_KB}; touch {OPENED}"])
 
     # -- the Sandbox protocol -------------------------------------------------------------------------------
 
@@ -169,7 +210,8 @@ class DockerSandbox:
         self, cmd: str | Sequence[str], *, timeout: float | None = None, env: Mapping[str, str] | None = None
     ) -> ExecResult:
         """Sync host edits in, run ``cmd`` in /workspace, and report how it ended (output capped, tree killed
-        at the timeout, OOM kills detected from the container's memory cgroup)."""
+        at the timeout, OOM kills detected from the container's memory cgroup, runaway limits enforced). What the
+        command changed in the workspace (files, symlinks, directories, deletions) comes back to the host."""
         with self._lock:
             self._check_open()
             deletes = self._pending_deletes + self._sync()
@@ -178,21 +220,24 @@ class DockerSandbox:
                 for start in range(0, len(deletes), DELETE_BATCH):
                     self._exec_quiet(["rm", "-rf", "--", *self._abs(deletes[start : start + DELETE_BATCH])])
                 deletes = []
-            outcome = self._exec(self._argv(cmd, deletes), env, timeout)
+            outcome = self._exec(self._argv(cmd, deletes), env, timeout, watch=self._growth_watch())
             code = outcome.exit_code if outcome.exit_code is not None else -1
-            oom = not outcome.timed_out and code != 0 and self._saw_new_oom()
-            result = ExecResult(
-                exit_code=code,
-                output=outcome.cap.text(),
-                duration=outcome.duration,
-                timed_out=outcome.timed_out,
-                oom=oom,
-                truncated=outcome.cap.truncated,
-            )
-        changed = self._changed_inside()
-        if changed:
-            self.sync_out(changed)
-        return result
+            oom = not outcome.timed_out and not outcome.stopped and code != 0 and self._saw_new_oom()
+            report = self._report()
+            if report is None:  # the command was killed before it could say what it changed: ask again
+                self._exec_quiet(["/bin/sh", "-c", self._after_script()])
+                report = self._report() or {}
+        notes = [outcome.stopped] if outcome.stopped else []
+        notes += self._apply_report(report)
+        return ExecResult(
+            exit_code=code,
+            output=add_notes(outcome.cap.text(), notes),
+            duration=outcome.duration,
+            timed_out=outcome.timed_out,
+            oom=oom,
+            truncated=outcome.cap.truncated,
+            limits=notes,
+        )
 
     def put(self, files: Mapping[str, bytes]) -> None:
         """Write files into the host workspace and ship them into the container at once."""
@@ -205,34 +250,28 @@ class DockerSandbox:
             self._pending_deletes += self._sync()
 
     def get(self, path: str) -> bytes:
-        """The bytes of a file inside the container (relative paths are under /workspace)."""
-        import docker.errors
-
+        """The bytes of a file inside the container (relative paths are under /workspace); a file larger than
+        ``READ_LIMIT`` is refused (SandboxError) rather than read into memory."""
         target = path if path.startswith("/") else f"{WORKDIR}/{path}"
         with self._lock:
             self._check_open()
-            try:
-                stream, stat = self._client.api.get_archive(self._box.id, target)
-                data = b"".join(stream)
-            except docker.errors.NotFound:
-                raise FileNotFoundError(f"{path}: no such file in the sandbox") from None
-        if int(stat.get("mode", 0)) & (1 << 31):  # Go's os.ModeDir bit
-            raise IsADirectoryError(f"{path}: is a directory in the sandbox")
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            member = next((m for m in tar.getmembers() if m.isfile()), None)
-            handle = tar.extractfile(member) if member is not None else None
-            if handle is None:
-                raise FileNotFoundError(f"{path}: not a regular file in the sandbox")
-            return handle.read()
+            with self._archive(target, path) as (member, tar):
+                if member.isdir():
+                    raise IsADirectoryError(f"{path}: is a directory in the sandbox")
+                handle = tar.extractfile(member) if member.isfile() else None
+                if handle is None:
+                    raise FileNotFoundError(f"{path}: not a regular file in the sandbox")
+                if member.size > READ_LIMIT:
+                    raise SandboxError(f"{path} is too large to read back ({member.size} bytes)")
+                return handle.read()
 
     def sync_out(self, paths: Iterable[str]) -> list[str]:
-        """Copy files written inside the container back to the host workspace; returns the paths copied."""
+        """Copy files and symlinks written inside the container back to the host workspace; returns the paths
+        copied (a file over the size limit is not copied)."""
         copied = []
         for rel in paths:
-            data = self.get(rel)
-            self._host_path(rel).parent.mkdir(parents=True, exist_ok=True)
-            self._host_path(rel).write_bytes(data)
-            copied.append(rel)
+            if self._pull(rel):
+                copied.append(rel)
         with self._lock:
             if not self._closed:
                 self._pending_deletes += self._sync()  # records the new host state; ships identical bytes
@@ -272,9 +311,14 @@ class DockerSandbox:
     def _abs(rels: Sequence[str]) -> list[str]:
         return [f"{WORKDIR}/{rel}" for rel in rels]
 
-    def _sync(self) -> list[str]:
-        """Ship changed files now; return the paths to delete (done by the next command's prelude)."""
+    def _sync(self, in_sync: Iterable[str] = ()) -> list[str]:
+        """Ship changed files now; return the paths to delete (done by the next command's prelude). ``in_sync``
+        are paths the host just took over from the container: already the same on both sides, never shipped."""
         changes, manifest = self._mirror.diff()
+        same = set(in_sync)
+        if same:
+            changes.send = [rel for rel in changes.send if rel not in same]
+            changes.delete = [rel for rel in changes.delete if rel not in same]
         if changes.send:
             early = [rel for rel in changes.send if rel in changes.delete]  # kind changed: clear before upload
             if early:
@@ -287,24 +331,191 @@ class DockerSandbox:
         self._mirror.commit(manifest)
         return changes.delete
 
-    def _changed_inside(self) -> list[str]:
-        """Workspace files the last command wrote (listed by the wrapper), relative to the workspace."""
+    @contextlib.contextmanager
+    def _archive(self, target: str, shown: str) -> Iterator[tuple[tarfile.TarInfo, tarfile.TarFile]]:
+        """The first member of ``docker cp``'s archive of ``target``, spooled to disk beyond a few MB: a file at
+        the size limit never sits in memory whole."""
+        import docker.errors
+
         try:
-            listing = self.get(CHANGED).decode("utf-8", "surrogateescape")
-        except (FileNotFoundError, IsADirectoryError):
-            return []
+            stream, _stat = self._client.api.get_archive(self._box.id, target)
+        except docker.errors.NotFound:
+            raise FileNotFoundError(f"{shown}: no such file in the sandbox") from None
+        with tempfile.SpooledTemporaryFile(max_size=_docker_sync.SPOOL_LIMIT) as spool:
+            for chunk in stream:
+                spool.write(chunk)
+            spool.seek(0)
+            with tarfile.open(fileobj=spool, mode="r|") as tar:  # a stream: members are read in order, once
+                member = tar.next()
+                if member is None:
+                    raise FileNotFoundError(f"{shown}: nothing to read in the sandbox")
+                yield member, tar
+
+    def _after_script(self) -> str:
+        big = max(0, self.limits.max_file_bytes - 1)  # ``find -size +N`` is "more than N": at the limit or over
+        return AFTER % {"big": big, "growth_kb": self.limits.max_growth_bytes // 1024}
+
+    def _report(self) -> dict[str, list[str]] | None:
+        """What the last command did (see ``REPORT``), by name; ``None`` when the report is missing or incomplete."""
+        try:
+            stream, _stat = self._client.api.get_archive(self._box.id, REPORT)
+            data = b"".join(stream)  # small: listings capped at PULL_LIMIT lines, and the before/after listings
+        except Exception:
+            return None
+        report: dict[str, list[str]] = {}
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            for member in tar.getmembers():
+                handle = tar.extractfile(member) if member.isfile() else None
+                if handle is not None:
+                    text = handle.read().decode("utf-8", "surrogateescape")
+                    report[member.name.rsplit("/", 1)[-1]] = [line for line in text.splitlines() if line]
+        return report if "complete" in report else None
+
+    def _apply_report(self, report: Mapping[str, list[str]]) -> list[str]:
+        """Bring the command's changes to the host (deletions first, then directories, then files and symlinks);
+        returns one note per runaway limit hit."""
         prefix = f"{WORKDIR}/"
-        return [line.removeprefix(prefix) for line in listing.splitlines() if line.startswith(prefix)]
+
+        def rels(name: str) -> list[str]:
+            return [line.removeprefix(prefix) for line in report.get(name, []) if line.startswith(prefix)]
+
+        taken: set[str] = set()  # what the host took over: the same on both sides now
+        for rel in sorted(rels("deleted"), key=lambda r: r.count("/"), reverse=True):
+            if self._host_delete(rel):
+                taken.add(rel)
+        for rel in rels("dirs"):
+            if self._host_dir(rel) is not None:
+                taken.update(_with_parents(rel))
+        refused: list[str] = []
+        for rel in rels("changed"):
+            if self._pull(rel, refused=refused):
+                taken.update(_with_parents(rel))
+        if taken:
+            with self._lock:
+                if not self._closed:
+                    self._pending_deletes += self._sync(in_sync=taken)
+        notes = []
+        big = [line.removeprefix(prefix) for line in report.get("big", [])] + refused
+        if big:
+            notes.append(
+                f"removed {_listed(big)}: one file may hold less than {human_size(self.limits.max_file_bytes)} "
+                "(max_file_size); write less, or smaller files"
+            )
+        grown = [line.removeprefix(prefix) for line in report.get("grown", [])]
+        if grown:
+            notes.append(
+                f"removed {_listed(grown)}: the files written in this run may add at most "
+                f"{human_size(self.limits.max_growth_bytes)} to the workspace and /tmp (max_workspace_growth)"
+            )
+        return notes
+
+    def _pull(self, rel: str, *, refused: list[str] | None = None) -> bool:
+        """Copy one file or symlink from the container to the host workspace, replacing whatever the host has
+        there (a symlink that became a directory inside, a file that became a symlink); False if not copied."""
+        try:
+            with self._lock:
+                self._check_open()
+                with self._archive(f"{WORKDIR}/{rel}", rel) as (member, tar):
+                    if member.isfile() and member.size >= self.limits.max_file_bytes:
+                        if refused is not None:
+                            refused.append(rel)
+                        return False
+                    if not (member.isfile() or member.issym()):
+                        return False
+                    target = self._host_slot(rel)
+                    if target is None:
+                        return False
+                    if member.issym():
+                        os.symlink(member.linkname, target)
+                        return True
+                    handle = tar.extractfile(member)
+                    assert handle is not None
+                    with open(target, "wb") as out:
+                        shutil.copyfileobj(handle, out, 1 << 20)
+                    os.chmod(target, member.mode & 0o777)
+                    return True
+        except FileNotFoundError:  # gone again before we asked (a temporary file)
+            return False
+
+    # -- the host copy, never following a symlink -----------------------------------------------------------
+
+    def _parts(self, rel: str) -> list[str] | None:
+        parts = [p for p in rel.split("/") if p not in ("", ".")]
+        return None if not parts or ".." in parts else parts
+
+    def _host_dir(self, rel: str) -> Path | None:
+        """Make ``rel`` a real directory on the host (what is there in its place, a symlink or a file, goes)."""
+        parts = self._parts(rel)
+        if parts is None:
+            return None
+        path = self.root
+        for part in parts:
+            path = path / part
+            try:
+                st = path.lstat()
+            except FileNotFoundError:
+                path.mkdir()
+                continue
+            if not stat.S_ISDIR(st.st_mode):  # a symlink (to anywhere) or a file: the container has a directory
+                path.unlink()
+                path.mkdir()
+        return path
+
+    def _host_slot(self, rel: str) -> Path | None:
+        """The host path for ``rel`` with its parents made real directories and nothing left at the path itself."""
+        parts = self._parts(rel)
+        if parts is None:
+            return None
+        parent = self._host_dir("/".join(parts[:-1])) if len(parts) > 1 else self.root
+        if parent is None:
+            return None
+        target = parent / parts[-1]
+        self._remove_host(target)
+        return target
+
+    def _host_delete(self, rel: str) -> bool:
+        """Delete ``rel`` on the host, as it was deleted inside; a path under a host symlink is left alone."""
+        parts = self._parts(rel)
+        if parts is None:
+            return False
+        path = self.root
+        for part in parts[:-1]:
+            path = path / part
+            try:
+                if not stat.S_ISDIR(path.lstat().st_mode):
+                    return False
+            except FileNotFoundError:
+                return False
+        return self._remove_host(path / parts[-1])
+
+    @staticmethod
+    def _remove_host(path: Path) -> bool:
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            return False
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        return True
 
     def _argv(self, cmd: str | Sequence[str], deletes: Sequence[str]) -> list[str]:
         removal = ""
         if deletes:
             removal = "rm -rf -- " + " ".join(shlex.quote(p) for p in self._abs(deletes)) + "\n"
         argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
-        return ["/bin/sh", "-c", WRAPPER % removal, "mendloop", *argv]
+        big = max(0, self.limits.max_file_bytes - 1)
+        script = WRAPPER % {"removal": removal, "big": big, "growth_kb": self.limits.max_growth_bytes // 1024}
+        return ["/bin/sh", "-c", script, "mendloop", *argv]
 
     def _exec(
-        self, argv: Sequence[str], env: Mapping[str, str] | None, timeout: float | None
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None,
+        timeout: float | None,
+        *,
+        watch: Callable[[], str | None] | None = None,
     ) -> _docker_exec.ExecOutcome:
         try:
             return _docker_exec.stream_exec(
@@ -316,6 +527,7 @@ class DockerSandbox:
                 timeout=self.limits.timeout if timeout is None else timeout,
                 limit=self.limits.output_bytes,
                 on_timeout=self._box.kill_tree,
+                watch=watch,
             )
         except SandboxError:
             raise
@@ -325,6 +537,42 @@ class DockerSandbox:
     def _exec_quiet(self, argv: Sequence[str]) -> str:
         outcome = self._exec(argv, None, 60.0)
         return outcome.cap.text()
+
+    def _growth_watch(self) -> Callable[[], str | None]:
+        """A check polled while a command runs: the filesystem's used space (``df``, cheap) says when to measure
+        the workspace and /tmp (``du``); past the growth limit the command is stopped. What a command writes before
+        the first look is caught when it ends (the report's ``grown``)."""
+
+        def used_kb(script: str) -> int | None:
+            try:
+                text = self._exec_quiet(["/bin/sh", "-c", script]).strip()
+            except SandboxError:
+                return None
+            return int(text) if text.isdigit() else None
+
+        df = f"df -Pk {WORKDIR} | awk 'NR==2 {{print $3}}'"
+        start: int | None = None  # measured at the first look (a command over in seconds costs no extra exec)
+        limit_kb = self.limits.max_growth_bytes // 1024
+
+        def check() -> str | None:
+            nonlocal start
+            now = used_kb(df)
+            if start is None:
+                start = now
+                return None
+            if now is None or now - start <= limit_kb // 2:
+                return None
+            opened = used_kb(f"cat {OPENED_KB}")
+            current = used_kb(_USED_KB)
+            if opened is not None and current is not None and current - opened > limit_kb:
+                return (
+                    f"the command was stopped: the workspace and /tmp grew by {human_size((current - opened) * 1024)}"
+                    f", over the limit of {human_size(self.limits.max_growth_bytes)} (max_workspace_growth)"
+                )
+            start = now  # the disk filled from elsewhere: measure again only after as much more
+            return None
+
+        return check
 
     def _saw_new_oom(self) -> bool:
         """Whether the container's memory cgroup counted an OOM kill since the last look."""
@@ -336,3 +584,14 @@ class DockerSandbox:
         new = kills > self._oom_kills
         self._oom_kills = max(kills, self._oom_kills)
         return new
+
+
+def _with_parents(rel: str) -> list[str]:
+    """``a/b/c`` -> ``a``, ``a/b``, ``a/b/c``: the paths a pull may have made on the host."""
+    parts = rel.split("/")
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _listed(rels: Sequence[str], most: int = 5) -> str:
+    more = len(rels) - most
+    return ", ".join(rels[:most]) + (f" and {more} more file(s)" if more > 0 else "")

@@ -5,6 +5,11 @@ and SIGTERM's default action skips ``atexit`` altogether. The handlers remove th
 API client (the sandbox's own client may be mid-request) and then hand the signal on to whatever handler was
 there before, so Ctrl-C still raises KeyboardInterrupt and SIGTERM still terminates. The keep-alive's dead-man
 switch (see :mod:`sandboxes.docker.container`) covers SIGKILL, which no handler sees.
+
+A handler that removed the containers always ends the run it cleaned up after: when the signal was ignored before
+(mendloop started in the background, or embedded in a program that ignores Ctrl-C) or the previous handler returns,
+the run could only go on to fail on a container that is gone, so the handler raises ``KeyboardInterrupt`` (SIGINT)
+or ``SystemExit`` itself.
 """
 
 from __future__ import annotations
@@ -62,12 +67,15 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     remove_all()
     previous = _previous.get(signum)
     if callable(previous):
-        previous(signum, frame)
-    elif previous == signal.SIG_IGN:
-        return
-    else:  # SIG_DFL: restore it and deliver the signal again, so the process ends as it would have
+        previous(signum, frame)  # usually raises (KeyboardInterrupt, the CLI's Interrupted)
+    elif previous != signal.SIG_IGN:  # SIG_DFL: restore it and deliver the signal again, to end as it would have
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
+        return
+    # Ignored before, or a handler that returned: the containers are gone, so the run must end here.
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise SystemExit(128 + signum)
 
 
 def _install() -> None:

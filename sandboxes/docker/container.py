@@ -58,6 +58,8 @@ def host_config_args(limits: Limits, *, hardened: bool) -> dict[str, Any]:
         "nano_cpus": int(limits.cpus * 1e9),
         "pids_limit": int(limits.pids),
         "security_opt": ["no-new-privileges"],
+        # no file written in the container grows past the size limit: the writer gets SIGXFSZ / EFBIG there
+        "ulimits": [{"Name": "fsize", "Soft": int(limits.max_file_bytes), "Hard": int(limits.max_file_bytes)}],
     }
     if hardened:
         args["cap_drop"] = ["ALL"]

@@ -18,6 +18,7 @@ from typing import Any
 from sandboxes._proc import CappedBuffer
 
 KILL_GRACE = 10.0  # seconds to wait for the stream to end after the process tree was killed
+WATCH_EVERY = 2.0  # seconds between two polls of a command's ``watch``
 
 
 @dataclass
@@ -28,6 +29,7 @@ class ExecOutcome:
     cap: CappedBuffer
     duration: float
     timed_out: bool
+    stopped: str = ""  # why ``watch`` stopped the command (a limit); "" when it was not stopped
 
 
 def _drain(stream: Iterable[bytes], cap: CappedBuffer, errors: list[BaseException]) -> None:
@@ -58,8 +60,10 @@ def stream_exec(
     timeout: float,
     limit: int,
     on_timeout: Callable[[], None],
+    watch: Callable[[], str | None] | None = None,
 ) -> ExecOutcome:
-    """Run ``argv`` in the container, waiting at most ``timeout`` s; ``on_timeout`` kills the process tree."""
+    """Run ``argv`` in the container, waiting at most ``timeout`` s; ``on_timeout`` kills the process tree, at the
+    deadline and when ``watch`` (polled every ``WATCH_EVERY`` s) gives a reason to stop."""
     cap = CappedBuffer(limit)
     errors: list[BaseException] = []
     start = time.monotonic()
@@ -67,9 +71,17 @@ def stream_exec(
     stream = api.exec_start(exec_id, stream=True, demux=False)
     reader = threading.Thread(target=_drain, args=(stream, cap, errors), daemon=True, name="mendloop-exec")
     reader.start()
-    reader.join(timeout)
-    timed_out = reader.is_alive()
-    if timed_out:
+    deadline = start + timeout
+    stopped = ""
+    while reader.is_alive() and not stopped:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        reader.join(min(remaining, WATCH_EVERY) if watch is not None else remaining)
+        if reader.is_alive() and watch is not None and time.monotonic() < deadline:
+            stopped = watch() or ""
+    timed_out = reader.is_alive() and not stopped
+    if reader.is_alive():
         on_timeout()
         reader.join(KILL_GRACE)
         if reader.is_alive():  # something outside the tree holds the pipe: stop reading, the exec is abandoned
@@ -77,4 +89,4 @@ def stream_exec(
             if close is not None:
                 close()
     duration = time.monotonic() - start
-    return ExecOutcome(_exit_code(api, exec_id), cap, duration, timed_out)
+    return ExecOutcome(_exit_code(api, exec_id), cap, duration, timed_out, stopped)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sandboxes.base import Limits, SandboxError, SandboxSpec
+from sandboxes.base import ImageUnavailable, Limits, SandboxError, SandboxSpec
 from sandboxes.docker import container as _docker_container
 from sandboxes.docker import exec_wrap as _docker_exec
 from sandboxes.docker import sync as _docker_sync
@@ -29,11 +29,14 @@ BAKED_LIST = "var/lib/mendloop/baked.txt"  # inside a derived image: the workspa
 SETUP_TIMEOUT_FLOOR = 600.0  # setup installs packages; a per-test timeout is too short for it
 
 
-def _missing(image: str, reason: str) -> SandboxError:
-    return SandboxError(
-        f"docker image {image!r} is not available and could not be pulled ({reason.splitlines()[0][:160]}); "
+def _missing(image: str, reason: str) -> ImageUnavailable:
+    first = (reason.splitlines() or [""])[0][:160]
+    return ImageUnavailable(
+        f"docker image {image!r} is not available and could not be pulled ({first}); "
         f"build it (for the offline base: bash .ci/base-image.sh {image}), `docker pull {image}` where a "
-        f"registry is reachable, or choose another image in the sandbox settings"
+        f"registry is reachable, or choose another image in the sandbox settings",
+        image,
+        first,
     )
 
 

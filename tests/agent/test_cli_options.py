@@ -34,6 +34,7 @@ FLAG_FIELDS = {
     "--reasoning": "reasoning",
     "--context-tokens": "context_tokens",
     "--history": "history",
+    "--request-timeout": "request_timeout",
     "--max-iterations": "max_iterations",
     "--max-calls": "max_model_calls",
     "--max-turns": "max_turns",
@@ -55,6 +56,8 @@ FLAG_FIELDS = {
     "--network/--no-network": "network",
     "--command-timeout": "command_timeout",
     "--trust-repo-config/--no-trust-repo-config": "trust_repo_config",
+    "--max-file-size": "max_file_size",
+    "--max-workspace-growth": "max_workspace_growth",
 }
 
 

@@ -86,6 +86,7 @@ def _attempt(job: Job, timeout: float | None) -> Outcome:
     log_path = run_dir / LOG_FILE
     if _STOP.is_set():
         return {"kind": "cancelled", "result": None, "error": "the batch was interrupted"}
+    job = {**job, "batch_pid": os.getpid()}  # the worker watches this process: when it dies, the worker dies too
     proc = _context().Process(target=child_main, args=(job, str(log_path)), daemon=False)
     proc.start()
     pid = int(proc.pid or 0)

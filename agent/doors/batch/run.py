@@ -26,6 +26,7 @@ from agent.doors.batch.report import Totals, render_markdown, render_table, resu
 from agent.doors.batch.store import BatchStore
 from agent.doors.batch.tasks import BatchTask, read_tasks, run_dir_name, select_tasks
 from agent.live.batch import BatchBoard
+from agent.records import DiskFull, is_disk_full, write_atomic
 
 __all__ = ["BatchOptions", "BatchSummary", "run_batch"]
 
@@ -111,8 +112,23 @@ def run_batch(
 ) -> BatchSummary:
     """Validate ``tasks_file``, run every selected unfinished task, and write the output directory.
 
-    Raises ``BatchInputError`` (a ``FatalError``) before anything runs when the input is bad.
+    Raises ``BatchInputError`` (a ``FatalError``) before anything runs when the input is bad, and ``DiskFull`` (one
+    line; every finished task's lines whole) when the disk fills up.
     """
+    try:
+        return _run_batch(tasks_file, settings, options, console=console)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        raise DiskFull(
+            f"the disk is full (writing the batch in {options.out}); free some space, then run the same command "
+            "again: finished tasks are kept"
+        ) from None
+
+
+def _run_batch(
+    tasks_file: Path, settings: Settings, options: BatchOptions, *, console: Console | None = None
+) -> BatchSummary:
     console = console or Console(stderr=True, soft_wrap=True)
     started = time.monotonic()
     tasks = select_tasks(
@@ -127,7 +143,7 @@ def run_batch(
         options.executor, options.workers, policy, address=options.ray_address, cpus=options.cpus_per_task
     )
     store = BatchStore(options.out)
-    (options.out / "settings.json").write_text(json.dumps(settings.public_dict(), indent=2) + "\n", encoding="utf-8")
+    write_atomic(options.out / "settings.json", json.dumps(settings.public_dict(), indent=2) + "\n")
     selected_ids = {t.instance_id for t in tasks}
     if options.redo:
         store.forget(selected_ids)
@@ -157,7 +173,7 @@ def run_batch(
 
     rows = store.results()
     report = options.out / REPORT
-    report.write_text(render_markdown(rows, settings.model), encoding="utf-8")
+    write_atomic(report, render_markdown(rows, settings.model))
     if options.progress:
         console.print(render_table(rows))
         console.print(f"report: {report}")

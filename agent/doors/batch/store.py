@@ -1,8 +1,8 @@
 """The batch's output files: atomic JSONL appends and the bookkeeping that lets a rerun resume.
 
 Why one ``os.write`` per line with ``O_APPEND`` and ``fsync``: a line is either wholly in the file or not at
-all, so a batch killed at any instant leaves no torn JSON behind; if the disk itself tore a line (power loss,
-full disk), the next open cuts that tail off before anything is appended to it.
+all, so a batch killed at any instant leaves no torn JSON behind; a full disk's short write is cut back at once,
+and if the disk itself tore a line (power loss), the next open cuts that tail off before anything is appended.
 
 Why results are written before preds: ``results.jsonl`` is the record of what finished. If the process dies
 between the two writes, the next open rebuilds the missing prediction from the result row, so every finished
@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from agent import records
+
 __all__ = ["BatchStore", "append_line", "read_jsonl", "repair_tail"]
 
 PREDS = "preds.jsonl"
@@ -23,16 +25,9 @@ RESULTS = "results.jsonl"
 
 
 def append_line(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON object as one line, in a single write, then fsync."""
-    data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        written = os.write(fd, data)
-        if written != len(data):  # only on a full disk; the next repair_tail cuts the partial line off
-            raise OSError(f"short write to {path}: {written} of {len(data)} bytes")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Append one JSON object as one line, in a single write, then fsync; a short write (a full disk) is cut back
+    at once (:func:`agent.records.append_line`), so the file never ends in half a line."""
+    records.append_line(path, json.dumps(record, ensure_ascii=False))
 
 
 def repair_tail(path: Path) -> bool:

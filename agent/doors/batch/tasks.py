@@ -94,6 +94,12 @@ def _string_list(obj: dict[str, Any], key: str) -> list[str] | None:
     return list(value)
 
 
+def _looks_like_path(value: str) -> bool:
+    """``./x``, ``../x``, ``/x``, ``~/x``, ``a/b/c``: never an owner/name (GitHub names start with neither ``.`` nor
+    ``~`` and have one slash), so such a value is a path, and a typo in it must not pass as a repository slug."""
+    return value.startswith((".", "/", "~")) or value.count("/") > 1 or "\\" in value
+
+
 def _repo(value: str, base_dir: Path) -> tuple[str, RepoKind]:
     """Classify ``repo``; a local path must exist now, so a typo fails before the batch starts."""
     if value.startswith(_URL_PREFIXES) or (value.endswith(".git") and "://" in value):
@@ -102,6 +108,9 @@ def _repo(value: str, base_dir: Path) -> tuple[str, RepoKind]:
     path = path if path.is_absolute() else base_dir / path
     if path.is_dir():
         return str(path.resolve()), "path"
+    if _looks_like_path(value):
+        what = "is not a directory" if path.exists() else "does not exist"
+        raise _Bad(f"repo {value!r} looks like a path, and {path} {what}")
     if _SLUG_RE.match(value):
         return value, "slug"
     raise _Bad(f"repo {value!r} is neither an existing directory, a git URL, nor owner/name")

@@ -6,16 +6,20 @@ Why a process per task: a task that crashes the interpreter, leaks memory or han
 to disk; the outcome goes to a file in the run dir (written atomically) because the repair itself may print anything
 on stdout, which goes to ``worker.log``.
 
-A watchdog thread ends the worker's whole process group when its parent dies, so killing the batch (even with
-SIGKILL) does not leave repairs running on their own.
+A watchdog thread ends the worker when the batch that started it dies, so killing the batch (even with SIGKILL) does
+not leave repairs running on their own (and spending model calls): it watches the batch process itself through a
+pidfd (the worker's parent is the forkserver, which may outlive the batch for a while), and takes along its own
+process group and the sandboxed commands it runs, which sit in sessions of their own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import json
 import os
+import select
 import shutil
 import signal
 import sys
@@ -30,6 +34,7 @@ from agent.config import Settings
 from agent.doors.batch.tasks import BatchTask
 from agent.live.batch import StatusWriter
 from agent.task import RunResult, Task
+from sandboxes._proc import kill_running
 from tools.errors import FatalError
 from tools.git import Git
 
@@ -144,14 +149,52 @@ def _write_outcome(run_dir: Path, outcome: dict[str, Any]) -> None:
     os.replace(tmp, run_dir / OUTCOME_FILE)
 
 
-def _watch_parent(parent: int) -> None:
-    """End this worker and everything it started once the batch that spawned it is gone."""
+WATCH_EVERY = 0.2  # seconds between two looks at the parent when the batch itself cannot be waited on
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _die() -> None:
+    """End this worker now, with the sandboxed commands it runs and everything in its process group."""
+    kill_running()
+    with contextlib.suppress(OSError):
+        if os.getpgid(0) == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)
+    os._exit(137)
+
+
+def _watch_batch(batch: int | None, parent: int) -> None:
+    """End this worker once the batch process ``batch`` (or, failing that, the parent) is gone.
+
+    A pidfd becomes readable the moment its process exits: no polling delay, no pid reuse.
+    """
+    pidfd: int | None = None
+    if batch:
+        try:
+            pidfd = os.pidfd_open(batch)
+        except ProcessLookupError:
+            _die()
+        except (AttributeError, OSError):  # an old kernel: look now and then instead
+            pidfd = None
     while True:
-        time.sleep(0.5)
+        if pidfd is not None:
+            ready, _, _ = select.select([pidfd], [], [], 1.0)
+            if ready:
+                _die()
+        else:
+            time.sleep(WATCH_EVERY)
+            if batch and not _alive(batch):
+                _die()
         if os.getppid() != parent:
-            if os.getpgid(0) == os.getpid():
-                os.killpg(os.getpid(), signal.SIGKILL)
-            os._exit(137)
+            _die()
 
 
 def child_main(job: dict[str, Any], log_path: str) -> None:
@@ -161,7 +204,9 @@ def child_main(job: dict[str, Any], log_path: str) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    batch = job.get("batch_pid")
+    watch = threading.Thread(target=_watch_batch, args=(batch, os.getppid()), daemon=True, name="watch-batch")
+    watch.start()
     outcome = run_one(job)
     _write_outcome(Path(job["run_dir"]), outcome)
     sys.stdout.flush()
