@@ -13,13 +13,15 @@ from typing import Any
 
 from agent.context import RunContext
 from agent.nodes.repo_context import is_test_file
-from tools.testing import TestCase, TestReport
+from tools.testing import TestCase, TestReport, shown_command
 from tools.tracing import trace_failure
 
 FEEDBACK_CHARS = 3000
 SANDBOX_ROOT = "/workspace"  # where the bwrap and Docker sandboxes mount the workspace
 MAX_TRACES = 2
 TRACE_TOKENS = 1200
+DETAILED = 2  # failing tests told in full (their assertion and pytest's explanation)
+MAX_LISTED = 8  # failing tests named at all
 TRACE_SECONDS = 10.0  # at least this long for a trace
 _FILE_IN_TRACEBACK = re.compile(r"""(?:File "|^\s*)([\w./-]+\.py)(?:", line |:)\d+""", re.MULTILINE)
 
@@ -79,10 +81,51 @@ def _hang_note(hung: tuple[str, list[str]]) -> str:
     return f"The run was stopped: it hung in {test}, in " + " <- ".join(frames) + "."
 
 
+_NOISE = re.compile(r"^\s*(\|\s*)?(E\s*)?(Use -v to get more diff|Full diff:.*)?\s*$")
+
+
+def _failing_line(case: TestCase) -> list[str]:
+    """The lines of a pytest failure that say what was asserted and what came out: the ``>`` line and its ``E``
+    lines (pytest's own explanation), without the blank ones and the "use -v" hints."""
+    out: list[str] = []
+    for line in case.traceback.splitlines():
+        text = line.rstrip()
+        if text.startswith(">") or (text.startswith("E ") and not _NOISE.match(text)):
+            out.append("  " + text)
+        elif out and text.split(":", 1)[0].endswith(".py") and ":" in text:  # "test_x.py:5: AssertionError"
+            break
+    return out[:6]
+
+
+def compact_tests(report: TestReport) -> str | None:
+    """pytest failures told briefly - the assertion and what came out, for the first few; one line for the rest - or
+    None when the report is of another form (its own feedback is then as short as it gets). A small model reads
+    this on every request of a round: pytest's full report repeats each failure three times."""
+    bad = [c for c in report.cases if c.outcome in ("failed", "error")]
+    if not bad or any(c.kind != "pytest" for c in bad):
+        return None
+    lines = [f"Test run: {report.summary()} - `{shown_command(report.command)}`"]
+    for case in bad[:DETAILED]:
+        detail = _failing_line(case)
+        if not detail:
+            return None  # no assertion to show (an error in a fixture, say): the full feedback says more
+        lines += [f"FAILED {case.id}", *detail]
+    for case in bad[DETAILED:MAX_LISTED]:
+        asserted = next((ln.strip()[1:].strip() for ln in case.traceback.splitlines() if ln.startswith(">")), "")
+        lines.append(f"FAILED {case.id}" + (f": `{asserted[:140]}`" if asserted else ""))
+    if len(bad) > MAX_LISTED:
+        lines.append(f"... and {len(bad) - MAX_LISTED} more failing")
+    return "\n".join(lines)
+
+
 def gather_evidence(ctx: RunContext, report: TestReport, test_cmd: str) -> dict[str, Any]:
-    """The evidence about ``report`` (a run of the workspace as it is now): tests, trace, files, first error."""
+    """The evidence about ``report`` (a run of the workspace as it is now): tests, trace, files, first error.
+
+    ``asserts`` says whether the tests section shows the failing assertions themselves (then the test files need
+    not be shown as well)."""
     hung = hung_test(ctx, report) if report.status == "timeout" else None
-    tests = report.feedback(FEEDBACK_CHARS)
+    compact = compact_tests(report)
+    tests = compact or report.feedback(FEEDBACK_CHARS)
     if hung:  # the dumped stack is mostly pytest's own frames: name where it hung instead
         tests = tests.split("\nOutput (tail):", 1)[0] + "\n" + _hang_note(hung)
     evidence: dict[str, Any] = {
@@ -90,6 +133,7 @@ def gather_evidence(ctx: RunContext, report: TestReport, test_cmd: str) -> dict[
         "trace": "",
         "files": failing_files(ctx, report),
         "error": relative_paths(ctx, first_error(report)),
+        "asserts": compact is not None,
     }
     if not ctx.settings.traces or report.status == "passed":
         return evidence

@@ -103,6 +103,8 @@ def _named_definitions_only(text: str, words: set[str]) -> str | None:
 def _code_sections(ctx: RunContext, state: RepairState, hints: str) -> list[Section]:
     root = ctx.workspace.root
     files = relevant_sources(root, ctx.task.text, hints, failing=_failing_files(state))
+    if (state.get("evidence") or {}).get("asserts"):
+        files = [f for f in files if not is_test_file(f)]  # the failing assertions are in the test results already
     sections = []
     for rank, rel in enumerate(files):
         text = read_source(root, rel)  # a regular file only: never a link (it may be swapped in since the listing)
