@@ -144,7 +144,8 @@ def test_with_an_issue_the_token_in_the_environment_does_not_reach_the_model(tmp
         args = ["solve", "--issue", "acme/widgets#7", "--github-api-url", fake.url, "--base-url", server.url]
         args += ["--sandbox", "bwrap", "--no-reproduce", "--open-pr", "--out", str(tmp_path / "run")]
         done = run_cli([*args, "--max-iterations", "2"], cli_env(tmp_path, {"GITHUB_TOKEN": token}))
-        prompt = str(server.requests[0].body["messages"][1]["content"])
+        chats = [r for r in server.requests if r.path.endswith("/chat/completions")]  # the run also GETs /v1/models
+        prompt = str(chats[0].body["messages"][1]["content"])
         sent_to_github = [f"{c.path} {c.body}" for c in fake.calls]
     assert done.returncode == 0, done.stderr[-3000:]
     assert any("/pulls" in call for call in sent_to_github)  # the pull request was opened, with the report

@@ -48,13 +48,26 @@ SKIP_IN_THE_CODE = _edit(
 )
 
 
+def _asked(server: ScriptedServer) -> list[str]:
+    """The last message of each chat request (the run also asks for /v1/models and /props)."""
+    chats = [r for r in server.requests if r.path.endswith("/chat/completions") and isinstance(r.body, dict)]
+    return [str(r.body["messages"][-1]["content"]) for r in chats]
+
+
 def _repair(tmp_path: Path, replies: list[str], **settings: Any) -> tuple[RunResult, list[str]]:
     repo = example_repo(tmp_path / "repo")
-    values: dict[str, Any] = {"sandbox": "bwrap", "reproduce": False, "max_iterations": 2, **settings}
+    # permissive: each attack is scripted as one answer with several tools (CWM's strict protocol runs one a step)
+    values: dict[str, Any] = {
+        "sandbox": "bwrap",
+        "reproduce": False,
+        "max_iterations": 2,
+        "protocol": "permissive",
+        **settings,
+    }
     with ScriptedServer({"write": replies}) as server:
         values["base_url"] = server.url
         result = solve(Task(repo=repo, text=ISSUE.read_text()), Settings(**values), tmp_path / "run")
-        asked = [str(r.body["messages"][-1]["content"]) for r in server.requests if isinstance(r.body, dict)]
+        asked = _asked(server)
     return result, asked
 
 
@@ -105,11 +118,17 @@ RM_AND_TOUCH = (
 def test_in_docker_a_test_file_removed_by_the_shell_is_seen(tmp_path: Path) -> None:
     other = "from stats import mean\n\n\ndef test_mean_of_one():\n    assert mean([3]) == 3\n"
     repo = example_repo(tmp_path / "repo", files={"tests/test_other.py": other})
-    values: dict[str, Any] = {"sandbox": "docker", "image": TEST_IMAGE, "reproduce": False, "max_iterations": 2}
+    values: dict[str, Any] = {
+        "sandbox": "docker",
+        "image": TEST_IMAGE,
+        "reproduce": False,
+        "max_iterations": 2,
+        "protocol": "permissive",  # several tools in one answer, as in the attack reported
+    }
     with ScriptedServer({"write": [RM_AND_TOUCH]}) as server:
         values["base_url"] = server.url
         result = solve(Task(repo=repo, text=ISSUE.read_text()), Settings(**values), tmp_path / "run")
-        asked = [str(r.body["messages"][-1]["content"]) for r in server.requests if isinstance(r.body, dict)]
+        asked = _asked(server)
     assert result.status == "unresolved", result.reason
     assert len(asked) == 2, "the round without tests/test_core.py was taken as resolved"
     assert FAILING in asked[1]  # "did not run" today; failing once Docker brings the deletion back to be undone
