@@ -31,7 +31,6 @@ from pydantic import (
     ByteSize,
     ConfigDict,
     Field,
-    PrivateAttr,
     SecretStr,
     TypeAdapter,
     ValidationError,
@@ -175,8 +174,6 @@ class Settings(BaseModel):
             raise PydanticCustomError("url", "{problem}", {"problem": problem})
         return value
 
-    _own_extra_body: dict[str, Any] | None = PrivateAttr(default=None)
-
     @model_validator(mode="after")
     def _per_dialect(self) -> Settings:
         return with_dialect_defaults(self)
@@ -233,22 +230,28 @@ def reasoning_kwargs(settings: Settings) -> dict[str, Any] | None:
     return None
 
 
+def request_extra_body(settings: Settings) -> dict[str, Any]:
+    """What a chat request adds to its body: the user's ``extra_body`` as given, and the dialect's reasoning switch
+    (:func:`reasoning_kwargs`) unless the user's own ``extra_body`` sets ``chat_template_kwargs``. Why at request
+    time and not in the settings: ``extra_body`` is the user's field (one a repository may not set, see the module
+    docstring), so a default never goes into it, and what a checkpoint keeps is what the user said."""
+    body = dict(settings.extra_body)
+    kwargs = reasoning_kwargs(settings)
+    if kwargs is not None and "chat_template_kwargs" not in body:
+        body["chat_template_kwargs"] = kwargs
+    return body
+
+
 def with_dialect_defaults(settings: Settings) -> Settings:
-    """Fill what the dialect decides and the user did not: temperature, top_p, and the reasoning switch in
-    ``extra_body``. Why written past validation (``__dict__``): a value chosen here is a default, so it must not join
-    ``model_fields_set`` - ``tuned`` gives a small model its profile for every knob the user did not set, and a
-    dialect default is not the user's. Runs again whenever the dialect may have changed (``tuned``)."""
+    """Fill what the dialect decides and the user did not: temperature and top_p (the reasoning switch is added to
+    each request, :func:`request_extra_body`). Why written past validation (``__dict__``): a value chosen here is a
+    default, so it must not join ``model_fields_set`` - ``tuned`` gives a small model its profile for every knob the
+    user did not set, and a dialect default is not the user's. Runs again whenever the dialect may have changed
+    (``tuned``)."""
     given = settings.model_fields_set
     for key, value in DIALECT_SAMPLING[dialect_of(settings.dialect, settings.model)].items():
         if key not in given:
             settings.__dict__[key] = value
-    if settings._own_extra_body is None:  # what extra_body held before any default was added to it
-        settings._own_extra_body = dict(settings.extra_body)
-    body = dict(settings._own_extra_body)
-    kwargs = reasoning_kwargs(settings)
-    if kwargs is not None and "chat_template_kwargs" not in body:
-        body["chat_template_kwargs"] = kwargs
-    settings.__dict__["extra_body"] = body
     return settings
 
 

@@ -23,7 +23,7 @@ import httpx
 import openai
 
 from agent.budget import Budget, Usage
-from agent.config import Settings
+from agent.config import Settings, request_extra_body
 from agent.streaming import Listener, stream_chat
 from tools.errors import FatalError
 from tools.secrets import scrub
@@ -369,7 +369,7 @@ class ModelClient:
 
     def _attempt(self, messages: list[dict[str, Any]], node: str, params: dict[str, Any]) -> list[Completion]:
         body = {k: v for k, v in params.items() if k not in ("temperature", "top_p", "tools", "tool_choice")}
-        body.update(self.settings.extra_body)
+        body.update(request_extra_body(self.settings))  # the user's extra_body, and the dialect's reasoning switch
         extra: dict[str, Any] = {k: params[k] for k in ("tools", "tool_choice") if k in params}
         timeout = self._timeout()
         listener = self._on_delta if "n" not in params else None
@@ -518,7 +518,7 @@ class ModelClient:
             "node": node,
             "model": self.settings.model,
             "messages": [dict(m) for m in messages],  # a snapshot: callers keep appending
-            "params": {**params, "extra_body": self.settings.extra_body},
+            "params": {**params, "extra_body": request_extra_body(self.settings)},
             "duration": round(time.monotonic() - started, 3),
         }
         if completion is not None:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.config import Settings, load_settings
+from agent.config import Settings, load_settings, request_extra_body
 from agent.dialects.cwm import SYSTEM_PROMPT
 from agent.nodes.prompting import estimate_tokens
 from agent.nodes.selection import Matrix, agreed_tests
@@ -303,14 +303,16 @@ def test_the_review_step_shows_the_submission_back(tmp_path: Path) -> None:
 def test_sampling_defaults_per_dialect_are_not_user_settings() -> None:
     cwm_settings = load_settings(None, {}, environ={})
     assert (cwm_settings.temperature, cwm_settings.top_p) == (1.0, 0.95)
-    assert cwm_settings.extra_body["chat_template_kwargs"]["enable_thinking"] is True
+    assert request_extra_body(cwm_settings)["chat_template_kwargs"]["enable_thinking"] is True
     assert not {"temperature", "top_p", "extra_body"} & cwm_settings.model_fields_set
+    assert cwm_settings.extra_body == {}  # the user's field: the reasoning switch is added to each request instead
     openai = load_settings(None, {"dialect": "openai"}, environ={})
-    assert openai.temperature == 0.6 and "chat_template_kwargs" not in openai.extra_body
+    assert openai.temperature == 0.6 and "chat_template_kwargs" not in request_extra_body(openai)
     told = load_settings(None, {"dialect": "openai", "reasoning": "off", "temperature": 0.3}, environ={})
-    assert told.temperature == 0.3 and told.extra_body == {"chat_template_kwargs": {"enable_thinking": False}}
+    assert told.temperature == 0.3 and request_extra_body(told) == {"chat_template_kwargs": {"enable_thinking": False}}
     mine = load_settings(None, {"extra_body": {"chat_template_kwargs": {"x": 1}}}, environ={})
-    assert mine.extra_body == {"chat_template_kwargs": {"x": 1}}  # the user's own kwargs are never overwritten
+    assert request_extra_body(mine) == {"chat_template_kwargs": {"x": 1}}  # the user's own kwargs are never overwritten
+    assert mine.extra_body == {"chat_template_kwargs": {"x": 1}}
 
 
 # -- row 6: test-time scaling ------------------------------------------------------------------------------------------
