@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -96,7 +96,12 @@ class ScrubbedSandbox:
 
 class ScrubbingTransport(httpx.BaseTransport):
     """HTTP to the model endpoint with every request body and every reply body scrubbed (headers are left alone:
-    the ``Authorization`` header is where the key belongs)."""
+    the ``Authorization`` header is where the key belongs).
+
+    A streamed reply (``text/event-stream``) is scrubbed line by line as it arrives rather than read whole first: an
+    event is one ``data:`` line of JSON, so each is masked like a whole body, and the live view still sees the answer
+    while it is written. A secret the model spells across two pieces is masked once the answer is whole (every
+    record and prompt is scrubbed again, :class:`Trajectory`)."""
 
     def __init__(self, inner: httpx.BaseTransport | None = None) -> None:
         self.inner = inner or httpx.HTTPTransport()
@@ -110,18 +115,62 @@ class ScrubbingTransport(httpx.BaseTransport):
                 request.method, request.url, headers=headers, content=clean, extensions=request.extensions
             )
         response = self.inner.handle_request(request)
+        dropped = (b"content-length", b"content-encoding", b"transfer-encoding")
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in dropped]
+        if response.headers.get("content-type", "").startswith("text/event-stream"):
+            return httpx.Response(
+                response.status_code,
+                headers=headers,
+                stream=_ScrubbedLines(response),
+                extensions=response.extensions,
+                request=request,
+            )
         data = response.read()
         cleaned = _scrub_body(data)
         if cleaned == data:
             return response
-        dropped = (b"content-length", b"content-encoding", b"transfer-encoding")
-        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in dropped]
         return httpx.Response(
             response.status_code, headers=headers, content=cleaned, extensions=response.extensions, request=request
         )
 
     def close(self) -> None:
         self.inner.close()
+
+
+class _ScrubbedLines(httpx.SyncByteStream):
+    """A streamed reply, decoded and passed on a whole line at a time, each line scrubbed (``data: {json}`` as
+    JSON)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+
+    def __iter__(self) -> Iterator[bytes]:
+        pending = b""
+        for piece in self._response.iter_bytes():
+            pending += piece
+            end = pending.rfind(b"\n") + 1
+            if end:
+                lines, pending = pending[:end], pending[end:]
+                yield b"".join(_scrub_line(line) for line in lines.splitlines(keepends=True))
+        if pending:
+            yield _scrub_line(pending)
+
+    def close(self) -> None:
+        self._response.close()
+
+
+def _scrub_line(line: bytes) -> bytes:
+    """One line of an event stream: the JSON after ``data:`` scrubbed value by value, any other line as bytes."""
+    if not line.startswith(b"data:"):
+        return scrub_bytes(line)
+    payload = line[5:]
+    text = payload.strip()
+    if not text or text == b"[DONE]":
+        return line
+    clean = _scrub_body(text)
+    if clean == text:
+        return line
+    return b"data: " + clean + payload[len(payload.rstrip()) :]
 
 
 def _scrub_body(data: bytes) -> bytes:

@@ -138,7 +138,8 @@ def test_samples_in_one_request_are_not_streamed_and_a_failing_listener_changes_
 
 # --- the terminal ---------------------------------------------------------------------------------------------------
 
-SLOW_FIX = {"chunks": [CWM_FIX[i : i + 24] for i in range(0, len(CWM_FIX), 24)], "chunk_delay": 0.25}
+SLOW_PIECES = [CWM_FIX[i : i + 24] for i in range(0, len(CWM_FIX), 24)]
+SLOW_FIX = {"chunks": SLOW_PIECES, "chunk_delay": 0.25}
 
 
 def solve_args(repo: Path, url: str, run_dir: Path, *extra: str) -> list[str]:
@@ -164,8 +165,11 @@ def solve_args(repo: Path, url: str, run_dir: Path, *extra: str) -> list[str]:
     ]
 
 
-def on_pty(args: list[str], marks: tuple[str, ...], timeout: float = 240) -> tuple[int, str, dict[str, float]]:
-    """Run ``args`` on a pty (120x40); the whole output, and when each of ``marks`` first appeared on it."""
+def on_pty(
+    args: list[str], marks: tuple[str, ...], timeout: float = 240, *, release: dict[str, threading.Event] | None = None
+) -> tuple[int, str, dict[str, int]]:
+    """Run ``args`` on a pty (120x40); the whole output, and in which read from it each of ``marks`` first appeared
+    (reads are counted from 1). ``release``: an event to set as soon as its mark is on the screen."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     env = cli_env({"TERM": "xterm-256color"})
@@ -173,7 +177,8 @@ def on_pty(args: list[str], marks: tuple[str, ...], timeout: float = 240) -> tup
     proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=ROOT, close_fds=True)
     os.close(slave)
     raw = b""
-    seen: dict[str, float] = {}
+    seen: dict[str, int] = {}
+    reads = 0
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
@@ -186,10 +191,13 @@ def on_pty(args: list[str], marks: tuple[str, ...], timeout: float = 240) -> tup
                 if not data:
                     break
                 raw += data
+                reads += 1
                 text = ANSI.sub("", raw.decode("utf-8", "replace"))
                 for mark in marks:
                     if mark in text and mark not in seen:
-                        seen[mark] = time.monotonic()
+                        seen[mark] = reads
+                        if release and mark in release:
+                            release[mark].set()
             elif proc.poll() is not None:
                 break
     finally:
@@ -202,16 +210,23 @@ def on_pty(args: list[str], marks: tuple[str, ...], timeout: float = 240) -> tup
 
 FIRST = "upper middle element"  # in the first pieces of the answer (CWM's reasoning)
 DONE = "answered in"  # printed once the whole answer is in
+FIRST_PIECES = next(n for n in range(1, len(SLOW_PIECES) + 1) if FIRST in "".join(SLOW_PIECES[:n]))  # pieces to show it
 
 
 @pytest.mark.slow
 def test_the_answer_streams_on_a_terminal_and_redirected_output_has_no_control_codes(tmp_path: Path) -> None:
     repo = make_example(tmp_path / "repo")
-    with ScriptedServer({"write": [SLOW_FIX]}) as server:
-        code, screen, seen = on_pty(solve_args(repo, server.url, tmp_path / "live"), (FIRST, DONE))
+    first_seen = threading.Event()  # the server sends the rest of the answer only once the test saw its start
+    held = {**SLOW_FIX, "hold": first_seen, "hold_after": FIRST_PIECES}
+    with ScriptedServer({"write": [held]}) as server:
+        args = solve_args(repo, server.url, tmp_path / "live")
+        code, screen, seen = on_pty(args, (FIRST, DONE), release={FIRST: first_seen})
         assert code == 0, ANSI.sub("", screen)[-3000:]
         assert FIRST in seen and DONE in seen
-        assert seen[FIRST] < seen[DONE] - 1.0  # the first tokens were on screen well before the answer was complete
+        # the first tokens were on screen while the rest of the answer was still held back by the server: released
+        # by the test seeing them, not by the server's bound - a view that buffers the answer fails here
+        assert server.held == [True]
+        assert seen[FIRST] < seen[DONE]
         assert ESC in screen
         text = ANSI.sub("", screen)
         assert "reasoning folded" in text and "edited stats/core.py" in text and "round 1: 4 passed" in text

@@ -9,6 +9,7 @@ endpoint received, trajectory.jsonl, checkpoints.sqlite, run.json, report.md and
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import httpx
@@ -75,6 +76,28 @@ def test_the_transport_masks_requests_and_replies(scripted_server: ScriptedServe
         and "\u00e9" in scripted_server.requests[-1].body["messages"][0]["content"]
     )
     assert reply["choices"][0]["message"]["content"] == "echo ***"
+
+
+def test_a_streamed_reply_is_masked_piece_by_piece_as_it_arrives() -> None:
+    """The stream is not read whole before it is scrubbed: the first pieces are in the client's hands while the
+    server still holds the rest back (a transport that buffered would wait out the hold and fail here)."""
+    secret = canary("sk-STREAM")
+    secrets.remember(secret)
+    released = threading.Event()
+    pieces = [f"first {secret} ", "second ", "third"]
+    reply = {"chunks": pieces, "hold": released, "hold_after": 1, "hold_timeout": 60}
+    got: list[str] = []
+    with ScriptedServer({"*": [reply]}) as server, httpx.Client(transport=ScrubbingTransport()) as client:
+        body = {"model": "facebook/cwm", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        with client.stream("POST", f"{server.url}/chat/completions", json=body) as response:
+            for line in response.iter_lines():
+                if line.startswith("data: {"):
+                    delta = json.loads(line[6:])["choices"][0]["delta"] if "choices" in line else {}
+                    got.append(str(delta.get("content") or ""))
+                    if "first" in "".join(got):
+                        released.set()
+        assert server.held == [True]  # released by the client having read the first piece, not by the bound
+    assert "".join(got) == "first *** second third" and secret not in json.dumps(got)
 
 
 def test_the_scrubber_masks_every_form_and_ignores_placeholders() -> None:

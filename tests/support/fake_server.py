@@ -13,6 +13,12 @@ Fastgen server does). A reply with ``chunks`` (a list of content pieces, or a nu
 piece by piece, ``chunk_delay`` seconds apart, like llama.cpp or vLLM; usage then comes as a last chunk when the
 request asks for it (``stream_options.include_usage``), unless the reply says ``"stream_usage": false`` (a server
 that never reports usage in a stream).
+
+Holding a stream back (in-process only): a chunked reply with ``hold`` (a ``threading.Event``) sends its first
+``hold_after`` content pieces, then waits until the test sets the event - so a test can see the first pieces arrive
+before the rest exists, with no timing. The wait is bounded (``hold_timeout``, 120 s by default) so that a client
+that never shows the first pieces ends instead of hanging; ``server.held`` tells for each hold whether the event
+released it (``True``) or the bound did (``False``).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ __all__ = ["NODE_HEADER", "RecordedRequest", "Reply", "ScriptedServer", "count_t
 
 Reply = str | dict[str, Any]
 """A str is the assistant content; a dict may hold content, tool_calls, status, headers, body, delay, usage,
-finish_reason, and for streamed requests chunks, chunk_delay, stream_usage."""
+finish_reason, and for streamed requests chunks, chunk_delay, stream_usage, hold, hold_after, hold_timeout."""
 
 Script = Mapping[str, Sequence[Reply]] | Callable[["RecordedRequest"], Reply]
 
@@ -127,6 +133,7 @@ class ScriptedServer:
         self.refuse_above = refuse_above if refuse_above is not None else n_ctx
         self.n_choices = n_choices  # answer ``n > 1`` with that many choices (llama-server, vLLM), or ignore it
         self.probes: list[str] = []  # GET /props requests: server metadata, kept apart from the requests
+        self.held: list[bool] = []  # each held stream: released by its event (True) or by the bound (False)
         self._callable: Callable[[RecordedRequest], Reply] | None = None
         self._queues: dict[str, list[Reply]] = {}
         self._served: dict[str, int] = {}
@@ -375,7 +382,13 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Cache-Control", "no-cache")
             self.end_headers()
             delay = float(spec.get("chunk_delay", 0.0))
+            hold = spec.get("hold") if spec.get("chunks") is not None else None
+            held_at = 1 + int(spec.get("hold_after", 0))  # chunk 0 is the role; the content pieces follow it
             for i, chunk in enumerate(_stream_chunks(payload, spec, include_usage)):
+                if i == held_at and isinstance(hold, threading.Event):
+                    released = hold.wait(float(spec.get("hold_timeout", 120.0)))
+                    with server._lock:
+                        server.held.append(released)
                 if i and delay > 0:
                     time.sleep(delay)
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
