@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandboxes.base import Limits
+from tools.tree import walk
 
 __all__ = ["MTIME_SLACK", "WorkspaceGuard", "add_notes", "human_size"]
 
@@ -59,22 +60,13 @@ class _File:
 
 def _scan(root: Path) -> Iterator[_File]:
     """Every regular file under ``root`` (symlinks are not followed), with its size and modification time."""
-    stack = [root]
-    while stack:
-        directory = stack.pop()
+    for rel, entry in walk(root):
         try:
-            entries = list(os.scandir(directory))
-        except OSError:  # removed while we looked, or unreadable: nothing to count there
+            st = entry.stat(follow_symlinks=False)
+        except OSError:  # removed while we looked: nothing to count
             continue
-        for entry in entries:
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                stack.append(Path(entry.path))
-            elif stat.S_ISREG(st.st_mode):
-                yield _File(Path(entry.path).relative_to(root).as_posix(), st.st_size, st.st_mtime)
+        if stat.S_ISREG(st.st_mode):
+            yield _File(rel, st.st_size, st.st_mtime)
 
 
 def _fs_used(root: Path) -> int:

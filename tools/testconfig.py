@@ -31,6 +31,7 @@ from typing import Any
 
 from tools import proc
 from tools.testing import TestCase, TestReport
+from tools.tree import walk
 from tools.workspace import Workspace
 
 __all__ = ["CONFIG_NAMES", "WHOLE_FILE_CONFIGS", "check_against_baseline", "config_changes", "pinned"]
@@ -72,23 +73,7 @@ def _base_configs(workspace: Workspace) -> dict[str, _Base]:
 
 def _tree_configs(root: Path) -> list[str]:
     """Configuration files (and links by those names) in the tree now; links to directories are not entered."""
-    found: list[str] = []
-    pending = [""]
-    while pending:
-        prefix = pending.pop()
-        try:
-            with os.scandir(root / prefix if prefix else root) as entries:
-                items = list(entries)
-        except OSError:
-            continue
-        for entry in items:
-            rel = f"{prefix}{entry.name}"
-            if entry.is_dir(follow_symlinks=False):
-                if entry.name not in _SKIP_DIRS:
-                    pending.append(rel + "/")
-            elif entry.name in _PINNED:
-                found.append(rel)
-    return found
+    return [rel for rel, entry in walk(root, _SKIP_DIRS.__contains__) if entry.name in _PINNED]
 
 
 def _same(path: Path, want: _Base | None) -> bool:

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from tools.patching.definitions import is_test_file as is_test_file  # the one rule, re-exported for the nodes
 from tools.secrets import scrub
+from tools.tree import walk
 
 _SKIP_DIRS = {
     ".git",
@@ -58,23 +59,11 @@ def scan(root: Path) -> Listing:
     A link is never followed (not even a link to a directory), so the listing stays inside ``root``.
     """
     listing = Listing()
-    pending = [""]
-    while pending:
-        prefix = pending.pop()
-        try:
-            with os.scandir(root / prefix if prefix else root) as entries:
-                found = list(entries)
-        except OSError:
-            continue
-        for entry in found:
-            rel = f"{prefix}{entry.name}"
-            if entry.is_symlink():
-                listing.links[rel] = _target(entry.path)
-            elif entry.is_dir(follow_symlinks=False):
-                if not _skipped(entry.name):
-                    pending.append(rel + "/")
-            elif entry.is_file(follow_symlinks=False):
-                listing.files.append(rel)
+    for rel, entry in walk(root, _skipped):
+        if entry.is_symlink():
+            listing.links[rel] = _target(entry.path)
+        elif entry.is_file(follow_symlinks=False):
+            listing.files.append(rel)
     listing.files.sort(key=_order)
     listing.links = dict(sorted(listing.links.items(), key=lambda item: _order(item[0])))
     return listing
