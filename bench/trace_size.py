@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sandboxes.base import SandboxSpec
 from sandboxes.local import LocalSandbox
-from tools.tracing import estimate_tokens, render_cwm, trace_test
+from tools.tracing import TraceOptions, estimate_tokens, render_cwm, trace_test
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "bench" / "data" / "quixbugs_python.jsonl"  # ../shared
 ENV = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}  # the host's unrelated pytest plugins (langsmith) cost seconds
@@ -81,7 +81,7 @@ def measure(task: dict[str, str], workdir: Path, max_frames: int) -> Row:
         if test is None:
             return Row(task["name"], "-", "-", 0, 0, 0.0, "no failing test")
         start = time.monotonic()
-        trace = trace_test(box, test, max_frames=max_frames, timeout=20, env=ENV)
+        trace = trace_test(box, test, options=TraceOptions(max_frames=max_frames, timeout=20, env=ENV))
         seconds = time.monotonic() - start
     finally:
         box.close()

@@ -31,7 +31,7 @@ def trace(
 ) -> int:
     """Print the execution trace of one test, in a readable form or in CWM's own format."""
     from sandboxes.select import open_sandbox
-    from tools.tracing import render_cwm, render_readable, trace_test
+    from tools.tracing import TraceOptions, render_cwm, render_readable, trace_test
     from tools.workspace import Workspace
 
     if fmt not in ("readable", "cwm"):
@@ -41,7 +41,8 @@ def trace(
         workspace = Workspace.create(repo, Path(tmp) / "ws")
         box = open_sandbox(settings.sandbox_spec(), workspace.root)
         try:
-            found = trace_test(box, test_id, max_frames=max_frames, timeout=settings.command_timeout)
+            options = TraceOptions(max_frames=max_frames, timeout=settings.command_timeout)
+            found = trace_test(box, test_id, options=options)
         finally:
             box.close()
     if found is None:

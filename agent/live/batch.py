@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agent.budget import Budget, Usage
+from agent.doors.batch.report import Totals
 
 __all__ = ["STATUS_FILE", "BatchBoard", "StatusWriter", "TrajectoryTail", "finished_line", "read_status"]
 
@@ -112,18 +113,6 @@ class _Running:
     step: str = "starting"
 
 
-@dataclass
-class _Counts:
-    done: int = 0
-    resolved: int = 0
-    unresolved: int = 0
-    error: int = 0
-    tokens: int = 0
-    cost: float = 0.0
-    priced: bool = False
-    finished_ids: set[str] = field(default_factory=set)
-
-
 class BatchBoard:
     """Prints a line per finished task; on a terminal (``live``) also redraws the table of running tasks."""
 
@@ -135,7 +124,8 @@ class BatchBoard:
         self.workers = workers
         self.budget = budget
         self.started = time.time()
-        self.counts = _Counts()
+        self.totals = Totals()  # over the finished tasks
+        self._finished: set[str] = set()
         self._running: dict[str, _Running] = {}
         self._lock = threading.RLock()
         self._live = (
@@ -154,29 +144,18 @@ class BatchBoard:
     def finished(self, row: Mapping[str, Any]) -> None:
         """One task is done: count it, print its line."""
         with self._lock:
-            c = self.counts
-            c.done += 1
-            c.finished_ids.add(str(row["instance_id"]))
-            status = row.get("status")
-            if status == "resolved":
-                c.resolved += 1
-            elif status == "unresolved":
-                c.unresolved += 1
-            else:
-                c.error += 1
-            c.tokens += int(row.get("tokens") or 0)
-            if row.get("cost") is not None:
-                c.cost += float(row["cost"])
-                c.priced = True
+            self.totals.add(dict(row))
+            self._finished.add(str(row["instance_id"]))
             self._running.pop(str(row["instance_id"]), None)
-        self.console.print(finished_line(c.done, len(self.jobs), row), markup=False, highlight=False)
+            done = self.totals.total
+        self.console.print(finished_line(done, len(self.jobs), row), markup=False, highlight=False)
 
     # --- the live table ----------------------------------------------------------------------------------------------
     def _poll(self) -> None:
         """Find tasks that started and read their steps and tokens."""
         for job in self.jobs:
             instance = str(job["task"]["instance_id"])
-            if instance in self.counts.finished_ids:
+            if instance in self._finished:
                 continue
             run_dir = Path(job["run_dir"])
             status = read_status(run_dir, self.started)
@@ -196,23 +175,24 @@ class BatchBoard:
     def __rich__(self) -> RenderableType:
         with self._lock:
             self._poll()
-            c = self.counts
+            t = self.totals
             running = sorted(self._running.values(), key=lambda r: r.slot)
             live_tokens = sum(r.tail.usage.total_tokens for r in running)
             live_cost = sum(r.tail.usage.cost or 0.0 for r in running)
-            left = len(self.jobs) - c.done - len(running)
+            done = t.total
+            left = len(self.jobs) - done - len(running)
             elapsed = time.time() - self.started
-            eta = _clock(elapsed * (len(self.jobs) - c.done) / c.done) if c.done else "–"
-            rate = f" ({100 * c.resolved / c.done:.0f}%)" if c.done else ""
+            eta = _clock(elapsed * (len(self.jobs) - done) / done) if done else "–"
+            rate = f" ({100 * t.resolved / done:.0f}%)" if done else ""
             head = [
-                f"done {c.done}",
+                f"done {done}",
                 f"running {len(running)}",
                 f"left {max(0, left)}",
-                f"resolved {c.resolved}{rate}",
-                f"{c.tokens + live_tokens:,} tok",
+                f"resolved {t.resolved}{rate}",
+                f"{t.tokens + live_tokens:,} tok",
             ]
-            if c.priced or any(r.tail.usage.cost is not None for r in running):
-                head.append(f"${c.cost + live_cost:.4f}")
+            if t.priced or any(r.tail.usage.cost is not None for r in running):
+                head.append(f"${t.cost + live_cost:.4f}")
             head += [f"elapsed {_clock(elapsed)}", f"ETA {eta}"]
             table = Table("worker", "task", "step", "time", "tokens", box=None, pad_edge=False, expand=False)
             for r in running:

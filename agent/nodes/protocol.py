@@ -138,24 +138,36 @@ def _render(episode: Episode, messages: list[dict[str, Any]], pending: dict[str,
     return f"{pending['format']}\n\n{body}" if pending.get("format") else body
 
 
+def _pending(messages: list[dict[str, Any]]) -> tuple[int, dict[str, Any]] | None:
+    """The observation still open since the model's last message: its index and its bookkeeping (None when none)."""
+    for index in range(len(messages) - 1, -1, -1):
+        message = messages[index]
+        if message.get("role") == "assistant":
+            break
+        pending = message.get(PENDING)
+        if isinstance(pending, dict):
+            return index, pending
+    return None
+
+
+def _output_with(pending: dict[str, Any], text: str) -> str:
+    """The pending observation's output: what the step itself printed, then ``text``."""
+    return "\n\n".join(part for part in (str(pending.get("output") or ""), text) if part)
+
+
 def fold_feedback(episode: Episode, messages: list[dict[str, Any]], feedback: str) -> list[dict[str, Any]]:
     """The conversation with ``feedback`` (verify's test results and trace) inside the pending observation's
     ``<output>``, after what the step itself printed; a new observation when none is pending (the model ended the
     round with a final response)."""
     out = list(messages)
-    for index in range(len(out) - 1, -1, -1):
-        message = out[index]
-        if message.get("role") == "assistant":
-            break
-        pending = message.get(PENDING)
-        if isinstance(pending, dict):
-            parts = (str(pending.get("output") or ""), feedback.strip("\n"))
-            output = "\n\n".join(part for part in parts if part)
-            content = _render(episode, out, pending, output)
-            out[index] = {k: v for k, v in message.items() if k != PENDING} | {"content": content}
-            return out
-    used = messages_tokens(out)  # no count from the server for a conversation that ends in an answer: estimated
     feedback = feedback.strip("\n")
+    found = _pending(out)
+    if found is not None:
+        index, pending = found
+        content = _render(episode, out, pending, _output_with(pending, feedback))
+        out[index] = {k: v for k, v in out[index].items() if k != PENDING} | {"content": content}
+        return out
+    used = messages_tokens(out)  # no count from the server for a conversation that ends in an answer: estimated
     body = observation_body(
         feedback, remaining_turns=episode.turns_left(out), remaining_tokens=episode.tokens_left(used, feedback)
     )
@@ -165,18 +177,15 @@ def fold_feedback(episode: Episode, messages: list[dict[str, Any]], feedback: st
 def amend_pending(episode: Episode, messages: list[dict[str, Any]], note: str) -> list[dict[str, Any]]:
     """Add ``note`` to the pending observation's output (a change undone after the round); kept pending."""
     out = list(messages)
-    for index in range(len(out) - 1, -1, -1):
-        message = out[index]
-        if message.get("role") == "assistant":
-            break
-        pending = message.get(PENDING)
-        if isinstance(pending, dict):
-            if pending.get("format"):
-                pending = {**pending, "format": f"{pending['format']}\n\n{note}"}
-                out[index] = {**message, "content": pending["format"], PENDING: pending}
-                return out
-            output = "\n\n".join(part for part in (str(pending.get("output") or ""), note) if part)
-            pending = {**pending, "output": output}
-            out[index] = {**message, "content": _render(episode, out, pending, output), PENDING: pending}
-            return out
-    return add_user(out, note)
+    found = _pending(out)
+    if found is None:
+        return add_user(out, note)
+    index, pending = found
+    if pending.get("format"):
+        pending = {**pending, "format": f"{pending['format']}\n\n{note}"}
+        out[index] = {**out[index], "content": pending["format"], PENDING: pending}
+        return out
+    output = _output_with(pending, note)
+    pending = {**pending, "output": output}
+    out[index] = {**out[index], "content": _render(episode, out, pending, output), PENDING: pending}
+    return out

@@ -15,7 +15,6 @@ import hashlib
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -110,33 +109,27 @@ def _page(template: str, *, script: str = "", **context: Any) -> str:
 # --- a run ----------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _BudgetRow:
-    what: str
-    used: str
-    limit: str
-
-
-def _budget_rows(run: RunData) -> list[_BudgetRow]:
+def _budget_rows(run: RunData) -> list[tuple[str, str, str]]:
+    """The budget table: (what, used, limit) per row, "–" where there is no limit."""
     b, u = run.budget, run.usage
     max_rounds = run.settings.get("max_iterations")
     cost = b.cost_of(u.prompt_tokens, u.completion_tokens)
     rows = [
-        _BudgetRow("rounds", str(sum(1 for d in run.rounds if d.verified)), str(max_rounds or "–")),
-        _BudgetRow("model calls", str(u.calls), str(b.max_calls or "–")),
-        _BudgetRow(
+        ("rounds", str(sum(1 for d in run.rounds if d.verified)), str(max_rounds or "–")),
+        ("model calls", str(u.calls), str(b.max_calls or "–")),
+        (
             "tokens",
             f"{u.total_tokens:,} ({u.prompt_tokens:,} + {u.completion_tokens:,})",
             f"{b.max_total_tokens:,}" if b.max_total_tokens else "–",
         ),
-        _BudgetRow(
+        (
             "time",
             f"{run.elapsed:.1f} s" if run.elapsed is not None else "?",
             f"{b.max_wall_time:g} s" if b.max_wall_time else "–",
         ),
     ]
     if cost is not None:
-        rows.append(_BudgetRow("cost", f"${cost:.4f}", f"${b.max_cost:.2f}" if b.max_cost else "–"))
+        rows.append(("cost", f"${cost:.4f}", f"${b.max_cost:.2f}" if b.max_cost else "–"))
     return rows
 
 

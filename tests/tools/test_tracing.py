@@ -7,6 +7,7 @@ import itertools
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,6 +20,7 @@ from tools.testing import TestCase, run_tests
 from tools.tracing import (
     Frame,
     Trace,
+    TraceOptions,
     _tracer,
     estimate_tokens,
     fit_frames,
@@ -224,8 +226,8 @@ def grammatical(trace: Trace | None) -> Trace:
     return trace
 
 
-def traced(sandbox: LocalSandbox, name: str, **kwargs: float) -> Trace:
-    trace = trace_test(sandbox, f"tests/test_prog.py::{name}", env=NO_PLUGINS, **kwargs)  # type: ignore[arg-type]
+def traced(sandbox: LocalSandbox, name: str, **kwargs: Any) -> Trace:
+    trace = trace_test(sandbox, f"tests/test_prog.py::{name}", options=TraceOptions(env=NO_PLUGINS, **kwargs))
     return grammatical(trace)
 
 
@@ -411,8 +413,9 @@ def test_test_function_itself_when_no_project_code_runs(sandbox: LocalSandbox) -
 
 
 def test_collection_error_gives_none(sandbox: LocalSandbox) -> None:
-    assert trace_test(sandbox, "tests/test_broken.py::test_x", env=NO_PLUGINS) is None
-    assert trace_test(sandbox, "tests/test_prog.py::test_missing", env=NO_PLUGINS) is None
+    no_plugins = TraceOptions(env=NO_PLUGINS)
+    assert trace_test(sandbox, "tests/test_broken.py::test_x", options=no_plugins) is None
+    assert trace_test(sandbox, "tests/test_prog.py::test_missing", options=no_plugins) is None
 
 
 def test_calls_are_lines_unless_the_trace_steps_into_them(sandbox: LocalSandbox) -> None:
@@ -567,7 +570,7 @@ def test_a_script_traceback_is_traced_into_the_innermost_project_function(forms:
 def test_a_module_runs_as_main_and_an_endless_script_is_stopped(forms: LocalSandbox) -> None:
     trace = grammatical(trace_script(forms, "checks.run", module=True))
     assert trace.function == "fact" and rows(trace)[0] == ("call", 8, {"n": "4"}, None)
-    spin = grammatical(trace_script(forms, "spin_script.py", timeout=4))
+    spin = grammatical(trace_script(forms, "spin_script.py", options=TraceOptions(timeout=4)))
     assert spin.function == "spin" and "likely endless loop" in spin.summary
 
 
@@ -605,7 +608,7 @@ def test_trace_failure_follows_the_case_kind(forms: LocalSandbox) -> None:
 
 def test_a_tracer_that_never_starts_leaves_no_old_trace(forms: LocalSandbox) -> None:
     assert trace_script(forms, "test_total_script.py") is not None
-    assert trace_script(forms, "test_total_script.py", python="no-such-python-xyz") is None
+    assert trace_script(forms, "test_total_script.py", options=TraceOptions(python="no-such-python-xyz")) is None
 
 
 def test_budget_drops_middle_frames_and_says_so_outside_the_frames() -> None:

@@ -48,6 +48,7 @@ __all__ = [
     "Callee",
     "Frame",
     "Trace",
+    "TraceOptions",
     "estimate_tokens",
     "gaps_note",
     "render_cwm",
@@ -132,44 +133,42 @@ class Trace:
 
 
 # -- getting a trace -----------------------------------------------------------------------------------------
-def trace_test(
-    sandbox: Sandbox,
-    test_id: str,
-    *,
-    max_frames: int = 200,
-    max_repr: int = 200,
-    timeout: float | None = None,
-    python: str = "python",
-    env: Mapping[str, str] | None = None,
-    step_into: int = 0,
-) -> Trace | None:
+@dataclass(frozen=True)
+class TraceOptions:
+    """How a trace is recorded, whatever ran the test: at most ``max_frames`` frames and ``max_repr`` characters per
+    value; ``timeout`` for the whole run (the tracer stops an endless loop itself, early enough to still write what
+    it saw); ``python`` the sandbox's interpreter; ``env`` for the command (e.g. ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``
+    where heavy unrelated pytest plugins are installed); ``step_into`` > 0 steps into the project functions the
+    traced one calls, that many calls deep (0: calls are lines)."""
+
+    max_frames: int = 200
+    max_repr: int = 200
+    timeout: float | None = None
+    python: str = "python"
+    env: Mapping[str, str] | None = None
+    step_into: int = 0
+
+
+_DEFAULTS = TraceOptions()
+
+
+def trace_test(sandbox: Sandbox, test_id: str, *, options: TraceOptions = _DEFAULTS) -> Trace | None:
     """Trace the function behind the failing pytest ``test_id`` inside ``sandbox``.
 
     Returns None - never raises - when nothing could be traced (a collection error, a crash, a timeout, no project
     code on the failing path): a missing trace is an observation, not an infrastructure failure. Errors of the
-    sandbox itself (``SandboxError``) still propagate. ``env`` goes to the command (e.g.
-    ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1`` where heavy unrelated pytest plugins are installed). ``step_into`` > 0
-    steps into the project functions the traced one calls, that many calls deep (0: calls are lines).
+    sandbox itself (``SandboxError``) still propagate.
     """
-    return _run_tracer(sandbox, ["--test", test_id], max_frames, max_repr, timeout, python, env, step_into)
+    return _run_tracer(sandbox, ["--test", test_id], options)
 
 
 def trace_unittest(
-    sandbox: Sandbox,
-    test_id: str,
-    *,
-    top: str = ".",
-    max_frames: int = 200,
-    max_repr: int = 200,
-    timeout: float | None = None,
-    python: str = "python",
-    env: Mapping[str, str] | None = None,
-    step_into: int = 0,
+    sandbox: Sandbox, test_id: str, *, top: str = ".", options: TraceOptions = _DEFAULTS
 ) -> Trace | None:
     """Trace the function behind the failing unittest ``test_id`` (``tests.test_x.TestK.test_y``); ``top`` is the
     directory unittest named it from (``discover -t``/``-s``). None when nothing could be traced."""
     mode = ["--unittest", test_id] + (["--path", top] if top not in ("", ".") else [])
-    return _run_tracer(sandbox, mode, max_frames, max_repr, timeout, python, env, step_into)
+    return _run_tracer(sandbox, mode, options)
 
 
 def trace_script(
@@ -178,18 +177,13 @@ def trace_script(
     args: Sequence[str] = (),
     *,
     module: bool = False,
-    max_frames: int = 200,
-    max_repr: int = 200,
-    timeout: float | None = None,
-    python: str = "python",
-    env: Mapping[str, str] | None = None,
-    step_into: int = 0,
+    options: TraceOptions = _DEFAULTS,
 ) -> Trace | None:
     """Trace a Python script run as a test (``python test_gcd.py``; ``module``: ``python -m pkg.checks``): the
     innermost project function a traceback reached, or the last top-level project call before the script failed
     (a module-level ``assert``). None when nothing could be traced."""
     mode = ["--module" if module else "--script", target, "--", *args]
-    return _run_tracer(sandbox, mode, max_frames, max_repr, timeout, python, env, step_into)
+    return _run_tracer(sandbox, mode, options)
 
 
 def trace_failure(
@@ -200,50 +194,39 @@ def trace_failure(
     pytest cases by their node id, unittest cases by their id (from the command's top-level directory), and a
     command's case by running its Python script or module under the tracer (the case's id is the command that ran:
     the suite's own, or ``python test_mendloop_repro.py``). Commands that are not one Python run (``make test``, a
-    shell script) cannot be traced. ``step_into``: see :func:`trace_test`.
+    shell script) cannot be traced. ``step_into``: see :class:`TraceOptions`.
     """
-    python = python_of(test_cmd)
+    options = TraceOptions(timeout=timeout, python=python_of(test_cmd), step_into=step_into)
     if case.kind == "pytest":
         if "::" not in case.id:
             return None
-        return trace_test(sandbox, case.id, timeout=timeout, python=python, step_into=step_into)
+        return trace_test(sandbox, case.id, options=options)
     if case.kind == "unittest":
         if "." not in case.id:  # a module that failed to import: there is no test to run
             return None
-        top = unittest_top(test_cmd)
-        return trace_unittest(sandbox, case.id, top=top, timeout=timeout, python=python, step_into=step_into)
+        return trace_unittest(sandbox, case.id, top=unittest_top(test_cmd), options=options)
     target = script_target(case.id)
     if target is None:
         return None
     python, how, name, args = target
     if how == "module" and name in ("pytest", "unittest"):
         return None
-    return trace_script(
-        sandbox, name, args, module=how == "module", timeout=timeout, python=python, step_into=step_into
-    )
+    return trace_script(sandbox, name, args, module=how == "module", options=replace(options, python=python))
 
 
-def _run_tracer(
-    sandbox: Sandbox,
-    mode: Sequence[str],
-    max_frames: int,
-    max_repr: int,
-    timeout: float | None,
-    python: str,
-    env: Mapping[str, str] | None,
-    step_into: int = 0,
-) -> Trace | None:
+def _run_tracer(sandbox: Sandbox, mode: Sequence[str], options: TraceOptions) -> Trace | None:
     _clear_links(Path(sandbox.root))
     # an empty trace file first: a tracer that never starts (no such interpreter) must not leave an old trace to read
     sandbox.put({TRACER_PATH: _TRACER.read_bytes(), ".mendloop/.gitignore": b"*\n", TRACE_OUT: b""})
-    cmd = [python, TRACER_PATH, "--out", TRACE_OUT, "--max-frames", str(max_frames), "--max-repr", str(max_repr)]
-    if timeout is not None:
+    cmd = [options.python, TRACER_PATH, "--out", TRACE_OUT]
+    cmd += ["--max-frames", str(options.max_frames), "--max-repr", str(options.max_repr)]
+    if options.timeout is not None:
         # the tracer stops an endless loop itself, early enough to still write what it saw
-        cmd += ["--max-seconds", f"{max(1.0, timeout * 0.75):.1f}"]
-    if step_into > 0:
-        cmd += ["--step-into", str(step_into)]
+        cmd += ["--max-seconds", f"{max(1.0, options.timeout * 0.75):.1f}"]
+    if options.step_into > 0:
+        cmd += ["--step-into", str(options.step_into)]
     # through the shell: an interpreter the sandbox lacks is exit 127 (no trace), not an error of the sandbox
-    sandbox.run(shlex.join([*cmd, *mode]), timeout=timeout, env=env)
+    sandbox.run(shlex.join([*cmd, *mode]), timeout=options.timeout, env=options.env)
     if _unreadable(Path(sandbox.root)):
         return None
     try:

@@ -119,7 +119,7 @@ class Scope:
         self.qualname = qualname
         self.parent = parent  # the scope of the (project or test) function that called this one, when stepping in
         self.head = []
-        self.tail = collections.deque(maxlen=max(1, recorder.max_frames))
+        self.tail = collections.deque(maxlen=max(1, recorder.limits.max_frames))
         self.dropped = 0
         self.dropped_lines = set()
         self.last_kind = None
@@ -135,7 +135,7 @@ class Scope:
             parent, depth = parent.parent, depth + 1
 
     def keep(self, event):
-        if len(self.head) < self.recorder.head_events:
+        if len(self.head) < HEAD_EVENTS:
             self.head.append(event)
             return
         if len(self.tail) == self.tail.maxlen:
@@ -159,38 +159,25 @@ class Scope:
             self.add(Event("line", frame.f_lineno, rec.snapshot(frame)))
         elif event == "return":
             by_exception = self.last_kind == "exception" and arg is None
-            self.add(Event("return", frame.f_lineno, value=safe_repr(arg, rec.max_repr)))
+            self.add(Event("return", frame.f_lineno, value=safe_repr(arg, rec.limits.max_repr)))
             rec.finished(self, frame, by_exception)
         elif event == "exception":
             exc = arg[1] if arg[1] is not None else arg[0]
-            self.add(Event("exception", frame.f_lineno, value=safe_repr(exc, rec.max_repr)))
+            self.add(Event("exception", frame.f_lineno, value=safe_repr(exc, rec.limits.max_repr)))
         return self.trace
 
 
 class Recorder:
-    """Watches every new frame while one test's call phase runs; keeps the scopes that may become the trace."""
+    """Watches every new frame while one test's call phase runs; keeps the scopes that may become the trace.
+    ``limits`` holds the command line's ``max_frames``, ``max_repr``, ``max_events``, ``max_seconds`` and
+    ``step_into``."""
 
-    def __init__(
-        self,
-        root,
-        test_file,
-        test_name,
-        max_frames=200,
-        max_repr=200,
-        max_events=2000000,
-        max_seconds=30.0,
-        head_events=HEAD_EVENTS,
-        step_into=0,
-    ):
+    def __init__(self, root, test_file, test_name, limits):
         self.root = os.path.realpath(root)
         self.test_file = os.path.realpath(test_file) if test_file else None
         self.test_name = test_name
-        self.max_frames = max_frames
-        self.max_repr = max_repr
-        self.max_events = max_events
-        self.max_seconds = max_seconds
-        self.head_events = head_events
-        self.step_into = max(0, int(step_into or 0))  # how many calls deep callees are stepped into
+        self.limits = limits
+        self.step_into = max(0, int(limits.step_into or 0))  # how many calls deep callees are stepped into
         self.prefixes = sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
         self.kinds = {}
         self.harness = {}
@@ -260,7 +247,7 @@ class Recorder:
     # -- settrace callbacks ----------------------------------------------------------------------------------
     def start(self):
         # counted from the tracer's own start: pytest's start-up eats into the same time limit
-        self.deadline = STARTED + self.max_seconds
+        self.deadline = STARTED + self.limits.max_seconds
         self.previous = sys.gettrace()
         sys.settrace(self.on_call)
 
@@ -316,10 +303,10 @@ class Recorder:
 
     def count_line(self, scope):
         self.lines += 1
-        if self.lines > self.max_events:
-            self.stopped = f"stopped after {self.max_events} traced lines (a likely endless loop)"
+        if self.lines > self.limits.max_events:
+            self.stopped = f"stopped after {self.limits.max_events} traced lines (a likely endless loop)"
         elif self.lines % 512 == 0 and time.monotonic() > self.deadline:
-            self.stopped = f"stopped {self.max_seconds:.0f} s after the tracer started (a likely endless loop)"
+            self.stopped = f"stopped {self.limits.max_seconds:.0f} s after the tracer started (a likely endless loop)"
         if self.stopped:
             scope.stopped = self.stopped
             raise TracingLimit(self.stopped)
@@ -334,7 +321,7 @@ class Recorder:
 
     def snapshot(self, frame):
         return {
-            name: safe_repr(value, self.max_repr)
+            name: safe_repr(value, self.limits.max_repr)
             for name, value in frame.f_locals.items()
             if not (name.startswith("__") and name.endswith("__"))
         }
@@ -611,9 +598,10 @@ def trace_call(func, args=(), kwargs=None, root=None, max_frames=200, max_repr=2
     """Trace ``func(*args, **kwargs)`` in this process and return the trace document (exceptions are swallowed: they are
     part of the trace)."""
     root = os.path.realpath(root or os.path.dirname(func.__code__.co_filename))
-    recorder = Recorder(
-        root, None, None, max_frames=max_frames, max_repr=max_repr, max_events=max_events, step_into=step_into
+    limits = argparse.Namespace(
+        max_frames=max_frames, max_repr=max_repr, max_events=max_events, max_seconds=30.0, step_into=step_into
     )
+    recorder = Recorder(root, None, None, limits)
     recorder.start()
     excinfo = None
     try:
@@ -640,20 +628,14 @@ class _Plugin:
         self.results = []  # (failed, document)
 
     def pytest_runtest_call(self, item):
-        recorder = _recorder(self.options, self.root, self.test_file, self.test_name)
+        recorder = Recorder(self.root, self.test_file, self.test_name, self.options)
         recorder.start()
         try:
             outcome = yield
         finally:
             recorder.stop()
         excinfo = outcome.excinfo
-        scope, reason = recorder.select(excinfo)
-        failed = excinfo is not None
-        if scope is None:
-            self.results.append((failed, {"function": None, "summary": reason, "frames": []}))
-            return
-        verdict = f"failed with {safe_repr(excinfo[1], 120)}" if failed else "passed"
-        self.results.append((failed, build_trace(scope, reason, self.root, self.options.max_frames, verdict)))
+        self.results.append((excinfo is not None, _document(recorder, excinfo, self.root, self.options)))
 
 
 def _split_test_id(test_id):
@@ -687,19 +669,6 @@ def _trace_pytest(options, root):
 
 def _nothing(why):
     return {"function": None, "summary": why, "frames": []}
-
-
-def _recorder(options, root, test_file, test_name):
-    return Recorder(
-        root,
-        test_file,
-        test_name,
-        options.max_frames,
-        options.max_repr,
-        options.max_events,
-        options.max_seconds,
-        step_into=options.step_into,
-    )
 
 
 def _document(recorder, excinfo, root, options):
@@ -757,7 +726,7 @@ def _trace_unittest(options, root):
                 self.excinfo = self.excinfo or err
 
     result = Result()
-    recorder = _recorder(options, root, test_file, test_name)
+    recorder = Recorder(root, test_file, test_name, options)
     recorder.start()
     try:
         suite.run(result)
@@ -777,7 +746,7 @@ def _trace_script(options, root, args):
         sys.argv = [options.module, *args]
         sys.path[0] = os.getcwd()
         test_file = _module_file(options.module)
-    recorder = _recorder(options, root, test_file, None)
+    recorder = Recorder(root, test_file, None, options)
     excinfo = None
     recorder.start()
     try:

@@ -68,7 +68,7 @@ class Totals:
             self.unresolved += 1
         else:
             self.error += 1
-        self.tokens += int(row.get("tokens", 0))
+        self.tokens += int(row.get("tokens") or 0)
         if row.get("cost") is not None:
             self.cost += float(row["cost"])
             self.priced = True
