@@ -105,6 +105,9 @@ class Settings(BaseModel):
     reproduce: bool = True
     reproduce_attempts: int = 2
     traces: bool = True
+    # a trace steps into the project functions the traced one calls, this many calls deep (0: a call is one line);
+    # CWM's debugger demo steps into calls - deeper traces show more of the cause and cost more of the context
+    trace_step_into: int = Field(default=0, ge=0, le=5)
     candidates: int = 1
     generated_tests: int = 1  # independently sampled reproduction tests (CWM's test-time scaling with candidates)
     tuning: Literal["auto", "manual"] = "auto"  # auto: a small local model gets SMALL_MODEL_PROFILE (see tuned())
@@ -359,6 +362,7 @@ REPO_MAY_SET = frozenset(
         "reproduce",
         "reproduce_attempts",
         "traces",
+        "trace_step_into",
         "candidates",
         "history",
         "sample_temperature",

@@ -120,6 +120,7 @@ SETTINGS_OPTIONS: tuple[Opt, ...] = (
     Opt("protocol", "--protocol", "cwm conversation: strict (one tool per step, as trained) or permissive.", REPAIR),
     Opt("submit_review", "--review/--no-review", "After a submission, let the model review its patch.", REPAIR),
     Opt("traces", "--traces/--no-traces", "Show the model execution traces of failing tests.", REPAIR),
+    Opt("trace_step_into", "--trace-step-into", "Step into project calls in traces, N calls deep (default 0).", REPAIR),
     Opt("reproduce", "--reproduce/--no-reproduce", "Ask for a reproduction test first.", REPAIR),
     Opt("keep_tests", "--keep-tests/--drop-tests", "Keep generated tests in the final patch.", REPAIR),
     Opt("sandbox", "--sandbox", "docker, bwrap, local or auto (default auto).", SANDBOX),

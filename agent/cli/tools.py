@@ -26,12 +26,13 @@ def trace(
     repo: Annotated[Path, typer.Option("--repo", help="The repository (default: here).")] = Path("."),
     fmt: Annotated[str, typer.Option("--format", help="readable or cwm.")] = "readable",
     max_frames: Annotated[int, typer.Option("--max-frames")] = 200,
+    step_into: Annotated[int, typer.Option("--step-into", min=0, max=5, help="Step into project calls, N deep.")] = 0,
     *,
     flags: Flags,
 ) -> int:
-    """Print the execution trace of one test, in a readable form or in CWM's own format."""
+    """Print the execution trace of one test, in a readable form or as CWM reads it (the source, then the frames)."""
     from sandboxes.select import open_sandbox
-    from tools.tracing import TraceOptions, render_cwm, render_readable, trace_test
+    from tools.tracing import TraceOptions, render_cwm_prompt, render_readable, trace_test
     from tools.workspace import Workspace
 
     if fmt not in ("readable", "cwm"):
@@ -41,13 +42,13 @@ def trace(
         workspace = Workspace.create(repo, Path(tmp) / "ws")
         box = open_sandbox(settings.sandbox_spec(), workspace.root)
         try:
-            options = TraceOptions(max_frames=max_frames, timeout=settings.command_timeout)
+            options = TraceOptions(max_frames=max_frames, timeout=settings.command_timeout, step_into=step_into)
             found = trace_test(box, test_id, options=options)
         finally:
             box.close()
     if found is None:
         raise FatalError(f"nothing to trace for {test_id}: it does not fail in project code, or was not collected")
-    sys.stdout.write(render_cwm(found) if fmt == "cwm" else render_readable(found))
+    sys.stdout.write(render_cwm_prompt(found) if fmt == "cwm" else render_readable(found))
     sys.stdout.write("\n")
     return 0
 

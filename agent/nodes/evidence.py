@@ -144,7 +144,7 @@ def gather_evidence(ctx: RunContext, report: TestReport, test_cmd: str) -> dict[
     for case in failing[:MAX_TRACES]:
         # the tracer stops an endless loop itself; it needs the time to start the test runner first
         timeout = max(ctx.settings.command_timeout, TRACE_SECONDS)
-        trace = trace_failure(ctx.sandbox, case, test_cmd, timeout=timeout)
+        trace = trace_failure(ctx.sandbox, case, test_cmd, timeout=timeout, step_into=ctx.settings.trace_step_into)
         if trace is None:
             continue
         context = ctx.model.context_size()

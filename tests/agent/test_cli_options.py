@@ -49,6 +49,7 @@ FLAG_FIELDS = {
     "--protocol": "protocol",
     "--review/--no-review": "submit_review",
     "--traces/--no-traces": "traces",
+    "--trace-step-into": "trace_step_into",
     "--reproduce/--no-reproduce": "reproduce",
     "--keep-tests/--drop-tests": "keep_tests",
     "--sandbox": "sandbox",

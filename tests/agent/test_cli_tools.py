@@ -33,10 +33,28 @@ def test_trace_cwm_format_follows_the_grammar(tmp_path: Path, capsys: pytest.Cap
     repo = make_repo(tmp_path / "repo")
     assert main(["trace", FAILING, "--repo", str(repo), "--sandbox", "local", "--format", "cwm"]) == 0
     out = capsys.readouterr().out.strip()
-    assert out.startswith("<|call_sep|>") and "# << START_OF_TRACE" in out
-    frames = parse(out).frames
+    # as CWM reads a trace: the function's source first, then the frames
+    assert out.startswith("<|trace_context_start|>def median(values):  # << START_OF_TRACE")
+    parsed = parse(out)
+    assert parsed.context is not None and "return ordered[middle]" in parsed.context
+    frames = parsed.frames
     assert frames[0].event == "call" and frames[-1].event == "return"
     assert frames[-1].arg == "3"  # the repr of the buggy return value
+
+
+def test_trace_steps_into_project_calls(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = make_repo(tmp_path / "repo")
+    core = repo / "stats" / "core.py"
+    core.write_text(
+        core.read_text().replace("    return ordered[middle]\n", "    return _pick(ordered, middle)\n")
+        + "\n\ndef _pick(ordered, at):\n    return ordered[at]\n"
+    )
+    assert main(["trace", FAILING, "--repo", str(repo), "--sandbox", "local"]) == 0
+    flat = capsys.readouterr().out
+    assert main(["trace", FAILING, "--repo", str(repo), "--sandbox", "local", "--step-into", "1"]) == 0
+    stepped = capsys.readouterr().out
+    assert re.search(r"\n  L\d+ call  ordered=", stepped), stepped  # _pick's own frames, one level in
+    assert not re.search(r"\n  L\d+ call", flat), flat
 
 
 def test_trace_of_a_passing_test_shows_the_call(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -177,6 +177,27 @@ def test_fresh_rounds_show_the_trace_of_a_failing_script_or_unittest_from_round_
     assert result.traced_rounds == 1
 
 
+HELPED = STATS.replace(
+    "    middle = len(ordered) // 2\n    return ordered[middle]\n", "    return _middle(ordered)\n"
+) + "\n\ndef _middle(ordered):\n    at = len(ordered) // 2\n    return ordered[at]\n"
+
+
+@pytest.mark.parametrize("depth", [0, 1])
+def test_the_trace_steps_into_project_calls_when_asked(tmp_path: Path, depth: int) -> None:
+    """``trace_step_into`` reaches the loop: the helper the failing function calls has its own frames (CWM's
+    debugger steps into calls), and without the setting the call is one line."""
+    form = Form("script", {**SCRIPT.files, "stats.py": HELPED}, SCRIPT.cmd, "", "", "")
+    with ScriptedServer({"write": [FIXED_MEDIAN]}) as server:
+        repair(tmp_path, form, server, reproduce=False, history="fresh", trace_step_into=depth, max_iterations=1)
+    request = last_user(exchanges(tmp_path, "write")[0])
+    trace = request[request.index("<|call_sep|>") : request.rindex("<|frame_sep|>") + len("<|frame_sep|>")]
+    frames = grammar.parse(trace).frames
+    assert frames[0].source_line.startswith("def median(values):")
+    stepped = [f for f in frames if f.source_line.startswith("def _middle(ordered):")]
+    assert len(stepped) == depth  # a call frame of the helper, between median's lines
+    assert (frames[-1].arg == "3") and (frames[-1].event == "return")
+
+
 @pytest.mark.parametrize("form", FORMS)
 def test_a_reproduction_test_in_the_commands_form_is_kept(tmp_path: Path, form: Form) -> None:
     script = {
