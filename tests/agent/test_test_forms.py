@@ -177,9 +177,10 @@ def test_fresh_rounds_show_the_trace_of_a_failing_script_or_unittest_from_round_
     assert result.traced_rounds == 1
 
 
-HELPED = STATS.replace(
-    "    middle = len(ordered) // 2\n    return ordered[middle]\n", "    return _middle(ordered)\n"
-) + "\n\ndef _middle(ordered):\n    at = len(ordered) // 2\n    return ordered[at]\n"
+HELPED = (
+    STATS.replace("    middle = len(ordered) // 2\n    return ordered[middle]\n", "    return _middle(ordered)\n")
+    + "\n\ndef _middle(ordered):\n    at = len(ordered) // 2\n    return ordered[at]\n"
+)
 
 
 @pytest.mark.parametrize("depth", [0, 1])
