@@ -20,13 +20,12 @@ from tools.errors import FatalError
 __all__ = ["doctor", "prune", "trace"]
 
 
-@options(settings_rows("sandbox", "image", "trust_repo_config"))
+@options(settings_rows("sandbox", "image", "trust_repo_config", "trace_step_into"))
 def trace(
     test_id: Annotated[str, typer.Argument(help="A pytest test id, e.g. tests/test_x.py::test_y.")],
     repo: Annotated[Path, typer.Option("--repo", help="The repository (default: here).")] = Path("."),
     fmt: Annotated[str, typer.Option("--format", help="readable or cwm.")] = "readable",
     max_frames: Annotated[int, typer.Option("--max-frames")] = 200,
-    step_into: Annotated[int, typer.Option("--step-into", min=0, max=5, help="Step into project calls, N deep.")] = 0,
     *,
     flags: Flags,
 ) -> int:
@@ -42,7 +41,9 @@ def trace(
         workspace = Workspace.create(repo, Path(tmp) / "ws")
         box = open_sandbox(settings.sandbox_spec(), workspace.root)
         try:
-            options = TraceOptions(max_frames=max_frames, timeout=settings.command_timeout, step_into=step_into)
+            options = TraceOptions(
+                max_frames=max_frames, timeout=settings.command_timeout, step_into=settings.trace_step_into
+            )
             found = trace_test(box, test_id, options=options)
         finally:
             box.close()

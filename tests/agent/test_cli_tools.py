@@ -51,7 +51,7 @@ def test_trace_steps_into_project_calls(tmp_path: Path, capsys: pytest.CaptureFi
     )
     assert main(["trace", FAILING, "--repo", str(repo), "--sandbox", "local"]) == 0
     flat = capsys.readouterr().out
-    assert main(["trace", FAILING, "--repo", str(repo), "--sandbox", "local", "--step-into", "1"]) == 0
+    assert main(["trace", FAILING, "--repo", str(repo), "--sandbox", "local", "--trace-step-into", "1"]) == 0
     stepped = capsys.readouterr().out
     assert re.search(r"\n  L\d+ call  ordered=", stepped), stepped  # _pick's own frames, one level in
     assert not re.search(r"\n  L\d+ call", flat), flat
