@@ -165,9 +165,7 @@ def _scrub_line(line: bytes) -> bytes:
         return scrub_bytes(line)
     payload = line[5:]
     text = payload.strip()
-    if not text or text == b"[DONE]":
-        return line
-    clean = _scrub_body(text)
+    clean = _scrub_body(text)  # an empty line or ``[DONE]`` is not JSON: scrubbed as bytes, unchanged
     if clean == text:
         return line
     return b"data: " + clean + payload[len(payload.rstrip()) :]
