@@ -29,6 +29,8 @@ from openai.types.chat.chat_completion_message import ChatCompletionMessage
 from openai.types.chat.chat_completion_message_tool_call import ChatCompletionMessageToolCall, Function
 from openai.types.completion_usage import CompletionUsage
 
+from tools.secrets import StreamScrubber
+
 __all__ = ["Listener", "StreamEvent", "count_piece", "stream_chat"]
 
 EventKind = Literal["start", "content", "reasoning", "tool", "end"]
@@ -117,14 +119,28 @@ class _Answer:
 
 
 class _Safe:
-    """Calls the listener; a listener that raises is dropped for the rest of the stream (a view never ends a repair)."""
+    """Calls the listener; a listener that raises is dropped for the rest of the stream (a view never ends a repair).
+
+    Each kind of piece is masked as a stream (:class:`~tools.secrets.StreamScrubber`): the transport already masked
+    every line, but a secret the model spells across two pieces is whole only once the pieces are joined.
+    """
 
     def __init__(self, listener: Listener, node: str) -> None:
         self.listener: Listener | None = listener
         self.node = node
         self.stream = next(_ids)
+        self.masks: dict[EventKind, StreamScrubber] = {}
 
     def __call__(self, kind: EventKind, text: str = "", tokens: int = 0) -> None:
+        if kind == "end":
+            for held, mask in self.masks.items():
+                if rest := mask.flush():
+                    self._tell(held, rest, tokens)
+        elif kind != "start":
+            text = self.masks.setdefault(kind, StreamScrubber()).feed(text)
+        self._tell(kind, text, tokens)
+
+    def _tell(self, kind: EventKind, text: str, tokens: int) -> None:
         if self.listener is None:
             return
         try:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 __all__ = ["MASK", "MIN_LENGTH", "forget_all", "known", "remember", "remember_settings", "scrub", "scrub_bytes"]
-__all__ += ["scrub_obj"]
+__all__ += ["StreamScrubber", "scrub_obj"]
 
 MASK = "***"
 MIN_LENGTH = 8
@@ -116,3 +116,38 @@ def _scrub_any(value: Any) -> Any:
     if kind is tuple:
         return tuple(_scrub_any(v) for v in value)
     return value
+
+
+class StreamScrubber:
+    """:func:`scrub` for text that arrives in pieces (a streamed answer shown as it is written), masking the known
+    secrets and ``extra``.
+
+    Why not scrub each piece: a secret the model spells across two pieces would pass in halves. The tail that could
+    still grow into a secret is held back until the next piece (or :meth:`flush`) decides it; everything before it is
+    passed on masked, so a view lags by at most one secret's length and only while a secret's start is showing.
+    """
+
+    def __init__(self, extra: Iterable[str | None] = ()) -> None:
+        self._held = ""
+        self._extra = [value for value in extra if value]
+
+    def feed(self, piece: str) -> str:
+        """What of the text so far can be shown now, masked; the rest is held."""
+        text = scrub(self._held + piece, self._extra)
+        keep = _open_prefix(text, _ordered(self._extra))
+        self._held = text[len(text) - keep :] if keep else ""
+        return text[: len(text) - keep]
+
+    def flush(self) -> str:
+        """The held tail, masked (the stream ended, so it can grow into nothing more)."""
+        rest, self._held = scrub(self._held, self._extra), ""
+        return rest
+
+
+def _open_prefix(text: str, values: list[str]) -> int:
+    """The length of the longest end of ``text`` that is the start (not the whole) of one of ``values``."""
+    for size in range(min(len(text), max((len(v) for v in values), default=1) - 1), 0, -1):
+        tail = text[-size:]
+        if any(len(v) > size and v.startswith(tail) for v in values):
+            return size
+    return 0

@@ -8,17 +8,22 @@ endpoint received, trajectory.jsonl, checkpoints.sqlite, run.json, report.md and
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from agent.config import Settings
 from agent.context import ScrubbingTransport
+from agent.model import ModelClient
 from agent.runner import solve
+from agent.streaming import StreamEvent
 from agent.task import Task
 from tests.security.conftest import assert_nowhere, canary, example_repo, written
 from tests.support.example import CWM_FIX, ISSUE
@@ -110,3 +115,37 @@ def test_the_scrubber_masks_every_form_and_ignores_placeholders() -> None:
     assert clean["a"] == ["t=***", ("***",)] and clean["***"] == b"raw ***" and clean["n"] == 3
     assert secrets.scrub("x none the box") == "x none the box"  # short placeholders are no secrets
     assert secrets.scrub("abc 12345678", extra=["12345678"]) == "abc ***"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    secret=st.text(alphabet="ab:-", min_size=secrets.MIN_LENGTH, max_size=12),
+    text=st.text(alphabet="ab:- ", max_size=40),
+    cuts=st.lists(st.integers(min_value=0, max_value=60), max_size=8),
+)
+def test_a_secret_split_across_streamed_pieces_never_shows(secret: str, text: str, cuts: list[int]) -> None:
+    """Whatever the pieces, the text shown is the text masked whole: a secret spelt across pieces never passes in
+    halves, and nothing is lost or shown twice."""
+    whole = text[: len(text) // 2] + secret + text[len(text) // 2 :]
+    bounds = sorted({min(cut, len(whole)) for cut in cuts} | {0, len(whole)})
+    mask = secrets.StreamScrubber(extra=[secret])
+    shown = "".join(mask.feed(whole[a:b]) for a, b in itertools.pairwise(bounds)) + mask.flush()
+    assert secret not in shown
+    assert shown == secrets.scrub(whole, extra=[secret])
+
+
+def test_the_live_view_never_sees_a_secret_spelt_across_pieces() -> None:
+    """The transport masks each streamed line; a key the model spells over three pieces is whole only when joined,
+    so the listener (the live view) gets it masked and the text around it in order."""
+    secret = canary("sk-PIECES")
+    secrets.remember(secret)
+    third = len(secret) // 3
+    pieces = ["the key is ", secret[:third], secret[third : 2 * third], secret[2 * third :] + " ok", " done"]
+    events: list[StreamEvent] = []
+    with ScriptedServer({"write": [{"chunks": pieces}]}) as server:
+        ModelClient(Settings(base_url=server.url), on_delta=events.append).complete(
+            [{"role": "user", "content": "hi"}], node="write"
+        )
+    shown = "".join(e.text for e in events)
+    assert shown == "the key is *** ok done"
+    assert events[0].kind == "start" and events[-1].kind == "end"
