@@ -9,34 +9,53 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 
 from agent.cli.shared import Flags, options, settings_rows
 from agent.config import load_settings
 from tools.errors import FatalError
+from tools.testing import Form, TestCase, script_target
 
 __all__ = ["doctor", "prune", "trace"]
 
 
-@options(settings_rows("sandbox", "image", "trust_repo_config", "trace_step_into"))
+FORMS = ("auto", "pytest", "unittest", "command")
+
+
+@options(settings_rows("sandbox", "image", "trust_repo_config", "test_cmd", "trace_step_into"))
 def trace(
-    test_id: Annotated[str, typer.Argument(help="A pytest test id, e.g. tests/test_x.py::test_y.")],
+    test: Annotated[
+        str,
+        typer.Argument(
+            help="A pytest id (tests/test_x.py::test_y), a unittest id (tests.test_x.TestK.test_y) or a command "
+            "that is one Python run ('python test_gcd.py', 'python -m checks')."
+        ),
+    ],
     repo: Annotated[Path, typer.Option("--repo", help="The repository (default: here).")] = Path("."),
     fmt: Annotated[str, typer.Option("--format", help="readable or cwm.")] = "readable",
+    form: Annotated[str, typer.Option("--form", help="What TEST is: auto, pytest, unittest or command.")] = "auto",
     max_frames: Annotated[int, typer.Option("--max-frames")] = 200,
     *,
     flags: Flags,
 ) -> int:
-    """Print the execution trace of one test, in a readable form or as CWM reads it (the source, then the frames)."""
+    """Print the execution trace of one test, in a readable form or as CWM reads it (the source, then the frames).
+
+    Every test form the loop traces can be traced here, through the loop's own :func:`~tools.tracing.trace_failure`:
+    the repository's test command (``--test-cmd`` or its config) says which Python runs it and where unittest names
+    modules from.
+    """
     from sandboxes.select import open_sandbox
-    from tools.tracing import TraceOptions, render_cwm_prompt, render_readable, trace_test
+    from tools.tracing import TraceOptions, render_cwm_prompt, render_readable, trace_failure
     from tools.workspace import Workspace
 
     if fmt not in ("readable", "cwm"):
         raise FatalError(f"unknown --format {fmt!r}: choose readable or cwm")
+    if form not in FORMS:
+        raise FatalError(f"unknown --form {form!r}: choose {', '.join(FORMS)}")
     settings = load_settings(repo, flags)
+    case = TestCase(id=test, outcome="failed", kind=_form_of(test) if form == "auto" else cast(Form, form))
     with tempfile.TemporaryDirectory(prefix="mendloop-trace-") as tmp:
         workspace = Workspace.create(repo, Path(tmp) / "ws")
         box = open_sandbox(settings.sandbox_spec(), workspace.root)
@@ -44,14 +63,24 @@ def trace(
             options = TraceOptions(
                 max_frames=max_frames, timeout=settings.command_timeout, step_into=settings.trace_step_into
             )
-            found = trace_test(box, test_id, options=options)
+            found = trace_failure(box, case, settings.test_cmd, options=options)
         finally:
             box.close()
     if found is None:
-        raise FatalError(f"nothing to trace for {test_id}: it does not fail in project code, or was not collected")
+        raise FatalError(
+            f"nothing to trace for {test} (as a {case.kind} test): it does not reach project code, was not found, "
+            "or is not one Python run"
+        )
     sys.stdout.write(render_cwm_prompt(found) if fmt == "cwm" else render_readable(found))
     sys.stdout.write("\n")
     return 0
+
+
+def _form_of(test: str) -> Form:
+    """A command if it is one Python run, a pytest id if it names a file, else a dotted unittest id."""
+    if script_target(test) is not None:
+        return "command"
+    return "pytest" if "::" in test or "/" in test or test.endswith(".py") else "unittest"
 
 
 @options(settings_rows("base_url", "model", "sandbox", "image", "trust_repo_config"))

@@ -14,7 +14,7 @@ from typing import Any
 from agent.context import RunContext
 from agent.nodes.repo_context import is_test_file
 from tools.testing import TestCase, TestReport, shown_command
-from tools.tracing import trace_failure
+from tools.tracing import TraceOptions, trace_failure
 
 FEEDBACK_CHARS = 3000
 SANDBOX_ROOT = "/workspace"  # where the bwrap and Docker sandboxes mount the workspace
@@ -141,10 +141,11 @@ def gather_evidence(ctx: RunContext, report: TestReport, test_cmd: str) -> dict[
     failing = [c for c in report.cases if c.outcome in ("failed", "error")]
     if not failing and hung:
         failing = [TestCase(hung[0], "failed", "timed out", kind="pytest")]
+    # the tracer stops an endless loop itself; it needs the time to start the test runner first
+    timeout = max(ctx.settings.command_timeout, TRACE_SECONDS)
+    options = TraceOptions(timeout=timeout, step_into=ctx.settings.trace_step_into)
     for case in failing[:MAX_TRACES]:
-        # the tracer stops an endless loop itself; it needs the time to start the test runner first
-        timeout = max(ctx.settings.command_timeout, TRACE_SECONDS)
-        trace = trace_failure(ctx.sandbox, case, test_cmd, timeout=timeout, step_into=ctx.settings.trace_step_into)
+        trace = trace_failure(ctx.sandbox, case, test_cmd, options=options)
         if trace is None:
             continue
         context = ctx.model.context_size()

@@ -64,6 +64,40 @@ def test_trace_of_a_passing_test_shows_the_call(tmp_path: Path, capsys: pytest.C
     assert "mean" in out and re.search(r"return 2\.5\b", out), out
 
 
+MEDIAN_SCRIPT = "from stats.core import median\n\nassert median([5]) == 5\nassert median([4, 1, 3, 2]) == 2.5\n"
+MEDIAN_UNITTEST = """import unittest
+
+from stats.core import median
+
+
+class TestMedian(unittest.TestCase):
+    def test_even(self):
+        self.assertEqual(median([4, 1, 3, 2]), 2.5)
+"""
+
+
+def test_trace_takes_every_test_form_the_loop_traces(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A plain script (by its command), a unittest id and a pytest id: each traced into the failing ``median`` call,
+    the form told from the text itself; what is not one Python run is a clear error naming the form."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / "check_median.py").write_text(MEDIAN_SCRIPT)
+    (repo / "tests" / "test_unit_median.py").write_text(MEDIAN_UNITTEST)
+    for args in (["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "forms"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    local = ["--repo", str(repo), "--sandbox", "local"]
+    for test in ("python check_median.py", "tests.test_unit_median.TestMedian.test_even", FAILING):
+        assert main(["trace", test, *local]) == 0, test
+        out = capsys.readouterr().out
+        assert re.search(r"call .*values=\[4, 1, 3, 2\]", out) and re.search(r"return 3\b", out), (test, out)
+    assert main(["trace", "python check_median.py", *local, "--form", "command", "--format", "cwm"]) == 0
+    assert capsys.readouterr().out.startswith("<|trace_context_start|>def median(values):")
+    assert main(["trace", "make test", *local, "--form", "command"]) == 2
+    assert "nothing to trace for make test (as a command test)" in capsys.readouterr().err
+    assert main(["trace", "tests.test_unit_median.TestMedian.test_even", *local, "--form", "pytest"]) == 2
+    assert main(["trace", FAILING, *local, "--form", "nose"]) == 2
+    assert "unknown --form 'nose'" in capsys.readouterr().err
+
+
 def test_trace_of_an_unknown_test_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     repo = make_repo(tmp_path / "repo")
     code = main(["trace", "tests/test_core.py::test_nothing_here", "--repo", str(repo), "--sandbox", "local"])

@@ -591,16 +591,17 @@ def test_unittest_ids_are_traced(forms: LocalSandbox) -> None:
 
 
 def test_trace_failure_follows_the_case_kind(forms: LocalSandbox) -> None:
+    minute = TraceOptions(timeout=60)
     script = run_tests(forms, "python test_total_script.py", timeout=60)
     (case,) = script.cases
-    assert rows(grammatical(trace_failure(forms, case, "python test_total_script.py", timeout=60))) == TOTAL_ROWS
+    assert rows(grammatical(trace_failure(forms, case, "python test_total_script.py", options=minute))) == TOTAL_ROWS
     suite = "python -m unittest discover -s tests"
     unit = run_tests(forms, suite, timeout=60)
     failing = next(c for c in unit.cases if c.id == "test_unit.TestProg.test_total")
-    assert rows(grammatical(trace_failure(forms, failing, suite, timeout=60))) == TOTAL_ROWS
+    assert rows(grammatical(trace_failure(forms, failing, suite, options=minute))) == TOTAL_ROWS
     # a reproduction script merged into a suite's report is traced by its own command
     repro = TestCase("python check_parse.py 7", "failed", kind="command")
-    assert grammatical(trace_failure(forms, repro, "make test", timeout=60)).function == "parse"
+    assert grammatical(trace_failure(forms, repro, "make test", options=minute)).function == "parse"
     assert trace_failure(forms, TestCase("make test", "failed", kind="command"), "make test") is None
     assert trace_failure(forms, TestCase("./run.sh", "failed", kind="command"), "./run.sh") is None
     assert trace_failure(forms, TestCase("test_unit", "error", kind="unittest"), "python -m unittest") is None

@@ -187,16 +187,16 @@ def trace_script(
 
 
 def trace_failure(
-    sandbox: Sandbox, case: TestCase, test_cmd: str, *, timeout: float | None = None, step_into: int = 0
+    sandbox: Sandbox, case: TestCase, test_cmd: str, *, options: TraceOptions = _DEFAULTS
 ) -> Trace | None:
     """Trace the project function behind one failing test case, whatever ran it; ``None`` when it cannot be traced.
 
     pytest cases by their node id, unittest cases by their id (from the command's top-level directory), and a
     command's case by running its Python script or module under the tracer (the case's id is the command that ran:
     the suite's own, or ``python test_mendloop_repro.py``). Commands that are not one Python run (``make test``, a
-    shell script) cannot be traced. ``step_into``: see :class:`TraceOptions`.
+    shell script) cannot be traced. The interpreter is the one ``test_cmd`` names (``options.python`` is ignored).
     """
-    options = TraceOptions(timeout=timeout, python=python_of(test_cmd), step_into=step_into)
+    options = replace(options, python=python_of(test_cmd))
     if case.kind == "pytest":
         if "::" not in case.id:
             return None
