@@ -121,23 +121,30 @@ class _Answer:
 class _Safe:
     """Calls the listener; a listener that raises is dropped for the rest of the stream (a view never ends a repair).
 
-    Each kind of piece is masked as a stream (:class:`~tools.secrets.StreamScrubber`): the transport already masked
-    every line, but a secret the model spells across two pieces is whole only once the pieces are joined.
+    The pieces are masked as a stream (:class:`~tools.secrets.StreamScrubber`): the transport already masked every
+    line, but a secret the model spells across two pieces is whole only once the pieces are joined. The reasoning is
+    one stream and the answer another - content and tool calls together, as a view shows them - so a tail held back
+    comes out before the next piece of the same text, never after it.
     """
 
     def __init__(self, listener: Listener, node: str) -> None:
         self.listener: Listener | None = listener
         self.node = node
         self.stream = next(_ids)
-        self.masks: dict[EventKind, StreamScrubber] = {}
+        self.masks: dict[bool, tuple[StreamScrubber, EventKind]] = {}
 
     def __call__(self, kind: EventKind, text: str = "", tokens: int = 0) -> None:
+        if self.listener is None:
+            return
         if kind == "end":
-            for held, mask in self.masks.items():
+            for mask, last in self.masks.values():
                 if rest := mask.flush():
-                    self._tell(held, rest, tokens)
+                    self._tell(last, rest, tokens)
         elif kind != "start":
-            text = self.masks.setdefault(kind, StreamScrubber()).feed(text)
+            thinking = kind == "reasoning"
+            mask = self.masks[thinking][0] if thinking in self.masks else StreamScrubber()
+            self.masks[thinking] = (mask, kind)
+            text = mask.feed(text)
         self._tell(kind, text, tokens)
 
     def _tell(self, kind: EventKind, text: str, tokens: int) -> None:

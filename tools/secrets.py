@@ -79,7 +79,11 @@ def _ordered(extra: Iterable[str | None]) -> list[str]:
 
 def scrub(text: str, extra: Iterable[str | None] = ()) -> str:
     """``text`` with every known secret (and each of ``extra``) replaced by ``***``."""
-    for secret in _ordered(extra):
+    return _masked(text, _ordered(extra))
+
+
+def _masked(text: str, values: list[str]) -> str:
+    for secret in values:
         if secret in text:
             text = text.replace(secret, MASK)
     return text
@@ -123,8 +127,10 @@ class StreamScrubber:
     secrets and ``extra``.
 
     Why not scrub each piece: a secret the model spells across two pieces would pass in halves. The tail that could
-    still grow into a secret is held back until the next piece (or :meth:`flush`) decides it; everything before it is
-    passed on masked, so a view lags by at most one secret's length and only while a secret's start is showing.
+    still grow into a secret is held back, unmasked, until the next piece (or :meth:`flush`) decides it; everything
+    before it is passed on masked. The cut never falls inside a secret the text already holds (one secret may begin
+    another: a password inside a database URL), so a view lags by at most one secret's length, and only while what it
+    would show could be a secret's start.
     """
 
     def __init__(self, extra: Iterable[str | None] = ()) -> None:
@@ -133,15 +139,29 @@ class StreamScrubber:
 
     def feed(self, piece: str) -> str:
         """What of the text so far can be shown now, masked; the rest is held."""
-        text = scrub(self._held + piece, self._extra)
-        keep = _open_prefix(text, _ordered(self._extra))
-        self._held = text[len(text) - keep :] if keep else ""
-        return text[: len(text) - keep]
+        raw = self._held + piece
+        values = _ordered(self._extra)
+        cut = _safe_cut(raw, values)
+        self._held = raw[cut:]
+        return _masked(raw[:cut], values)
 
     def flush(self) -> str:
         """The held tail, masked (the stream ended, so it can grow into nothing more)."""
         rest, self._held = scrub(self._held, self._extra), ""
         return rest
+
+
+def _safe_cut(raw: str, values: list[str]) -> int:
+    """Where ``raw`` may be cut: before any end that could still grow into a secret, and inside no secret it holds."""
+    cut = len(raw) - _open_prefix(raw, values)
+    moved = True
+    while moved:
+        moved = False
+        for value in values:
+            start = next((at for at in range(max(0, cut - len(value) + 1), cut) if raw.startswith(value, at)), None)
+            if start is not None:
+                cut, moved = start, True
+    return cut
 
 
 def _open_prefix(text: str, values: list[str]) -> int:

@@ -6,10 +6,11 @@ repair to run, ``sandbox prune`` removes what Docker runs left behind. None of t
 
 from __future__ import annotations
 
+import shlex
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated, cast, get_args
 
 import typer
 
@@ -21,7 +22,7 @@ from tools.testing import Form, TestCase, script_target
 __all__ = ["doctor", "prune", "trace"]
 
 
-FORMS = ("auto", "pytest", "unittest", "command")
+FORMS = ("auto", *get_args(Form))
 
 
 @options(settings_rows("sandbox", "image", "trust_repo_config", "test_cmd", "trace_step_into"))
@@ -54,8 +55,9 @@ def trace(
         raise FatalError(f"unknown --format {fmt!r}: choose readable or cwm")
     if form not in FORMS:
         raise FatalError(f"unknown --form {form!r}: choose {', '.join(FORMS)}")
+    case = _case_of(test) if form == "auto" else TestCase(id=test, outcome="failed", kind=cast(Form, form))
+    _check(case)
     settings = load_settings(repo, flags)
-    case = TestCase(id=test, outcome="failed", kind=_form_of(test) if form == "auto" else cast(Form, form))
     with tempfile.TemporaryDirectory(prefix="mendloop-trace-") as tmp:
         workspace = Workspace.create(repo, Path(tmp) / "ws")
         box = open_sandbox(settings.sandbox_spec(), workspace.root)
@@ -67,20 +69,47 @@ def trace(
         finally:
             box.close()
     if found is None:
-        raise FatalError(
-            f"nothing to trace for {test} (as a {case.kind} test): it does not reach project code, was not found, "
-            "or is not one Python run"
-        )
+        raise FatalError(f"nothing to trace for {case.id} ({case.kind}): not found, or it reaches no project code")
     sys.stdout.write(render_cwm_prompt(found) if fmt == "cwm" else render_readable(found))
     sys.stdout.write("\n")
     return 0
 
 
-def _form_of(test: str) -> Form:
-    """A command if it is one Python run, a pytest id if it names a file, else a dotted unittest id."""
-    if script_target(test) is not None:
-        return "command"
-    return "pytest" if "::" in test or "/" in test or test.endswith(".py") else "unittest"
+def _check(case: TestCase) -> None:
+    """Refuse, before any sandbox starts, what cannot be traced, saying what would be."""
+    if case.kind == "pytest" and "::" not in case.id:
+        raise FatalError(
+            f"{case.id!r} is no pytest test id: name one test (tests/test_x.py::test_y), "
+            "or give the command that runs a script ('python test_x.py')"
+        )
+    target = script_target(case.id) if case.kind == "command" else None
+    if case.kind == "command" and target is None:
+        raise FatalError(f"{case.id!r} is not one Python run (python X.py or python -m module): it cannot be traced")
+    if target is not None and target[1] == "module" and target[2] in ("pytest", "unittest"):
+        raise FatalError(f"{case.id!r} runs {target[2]}: name one test for it to run, e.g. tests/test_x.py::test_y")
+
+
+def _case_of(test: str) -> TestCase:
+    """What ``test`` names, told from its text: the id in a runner's command (``pytest ID``, ``python -m pytest ID``,
+    ``python -m unittest ID``); else a pytest id (it has ``::``, perhaps a parameter with spaces); a command (more
+    than one word, or a path); else a dotted unittest id."""
+    try:
+        words = shlex.split(test)
+    except ValueError:
+        words = test.split()
+    target = script_target(test)
+    runner = target[2] if target is not None and target[1] == "module" else words[0] if words else ""
+    args = target[3] if target is not None and target[1] == "module" else words[1:]
+    ids = [arg for arg in args if not arg.startswith("-")]
+    if runner in ("pytest", "unittest") and len(ids) == 1:
+        return TestCase(id=ids[0], outcome="failed", kind=cast(Form, runner))
+    if ("::" in test and target is None and runner != "pytest") or (len(words) == 1 and test.endswith(".py")):
+        kind: Form = "pytest"
+    elif len(words) > 1 or "/" in test:
+        kind = "command"
+    else:
+        kind = "unittest"
+    return TestCase(id=test, outcome="failed", kind=kind)
 
 
 @options(settings_rows("base_url", "model", "sandbox", "image", "trust_repo_config"))

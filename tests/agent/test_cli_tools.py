@@ -85,15 +85,29 @@ def test_trace_takes_every_test_form_the_loop_traces(tmp_path: Path, capsys: pyt
     for args in (["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "forms"]):
         subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
     local = ["--repo", str(repo), "--sandbox", "local"]
-    for test in ("python check_median.py", "tests.test_unit_median.TestMedian.test_even", FAILING):
+    forms = (
+        "python check_median.py",
+        "tests.test_unit_median.TestMedian.test_even",
+        FAILING,
+        f"python -m pytest {FAILING}",
+    )
+    for test in forms:
         assert main(["trace", test, *local]) == 0, test
         out = capsys.readouterr().out
         assert re.search(r"call .*values=\[4, 1, 3, 2\]", out) and re.search(r"return 3\b", out), (test, out)
     assert main(["trace", "python check_median.py", *local, "--form", "command", "--format", "cwm"]) == 0
     assert capsys.readouterr().out.startswith("<|trace_context_start|>def median(values):")
-    assert main(["trace", "make test", *local, "--form", "command"]) == 2
-    assert "nothing to trace for make test (as a command test)" in capsys.readouterr().err
+    refused = {
+        "make test": "'make test' is not one Python run",
+        "tests/test_core.py": "'tests/test_core.py' is no pytest test id: name one test",
+        "python -m pytest": "'python -m pytest' runs pytest: name one test",
+    }
+    for test, says in refused.items():
+        assert main(["trace", test, *local]) == 2, test
+        assert says in capsys.readouterr().err
     assert main(["trace", "tests.test_unit_median.TestMedian.test_even", *local, "--form", "pytest"]) == 2
+    assert main(["trace", "tests.test_unit_median.TestMedian.test_nothing", *local]) == 2
+    assert "nothing to trace for tests.test_unit_median.TestMedian.test_nothing (unittest)" in capsys.readouterr().err
     assert main(["trace", FAILING, *local, "--form", "nose"]) == 2
     assert "unknown --form 'nose'" in capsys.readouterr().err
 
