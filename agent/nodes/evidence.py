@@ -82,19 +82,38 @@ def _hang_note(hung: tuple[str, list[str]]) -> str:
 
 
 _NOISE = re.compile(r"^\s*(\|\s*)?(E\s*)?(Use -v to get more diff|Full diff:.*)?\s*$")
+_WHERE = re.compile(r"^([\w./-]+\.py):(\d+): ?")  # "test_x.py:5: AssertionError": where a frame ends
+_SAID = 8  # lines a failure is told in
+
+
+def _said(frame: list[str]) -> list[str]:
+    """A frame's ``>`` line and its ``E`` lines (pytest's own explanation), without blanks and "use -v" hints."""
+    return ["  " + t for t in frame if t.startswith(">") or (t.startswith("E ") and not _NOISE.match(t))]
 
 
 def _failing_line(case: TestCase) -> list[str]:
-    """The lines of a pytest failure that say what was asserted and what came out: the ``>`` line and its ``E``
-    lines (pytest's own explanation), without the blank ones and the "use -v" hints."""
-    out: list[str] = []
+    """The lines of a pytest failure that say what was asserted and what came out: the test's ``>`` line and, when
+    the failure was raised deeper (an exception in the project's code), where and what it was - the last frame's
+    ``>`` and ``E`` lines. Without them a small model sees the call but not the ``AttributeError`` it raised."""
+    frames: list[tuple[list[str], str]] = []
+    lines: list[str] = []
     for line in case.traceback.splitlines():
         text = line.rstrip()
-        if text.startswith(">") or (text.startswith("E ") and not _NOISE.match(text)):
-            out.append("  " + text)
-        elif out and text.split(":", 1)[0].endswith(".py") and ":" in text:  # "test_x.py:5: AssertionError"
-            break
-    return out[:6]
+        where = _WHERE.match(text)
+        if where:
+            frames.append((lines, f"{where.group(1)}:{where.group(2)}"))
+            lines = []
+        else:
+            lines.append(text)
+    if not frames:
+        return _said(lines)[:_SAID]
+    out = _said(frames[0][0])
+    if len(frames) > 1:
+        last, place = frames[-1]
+        out += [f"  raised at {place}:", *_said(last)]
+    if not any(t.startswith("  E ") for t in out) and case.message.strip():
+        out.append("  E   " + case.message.strip().splitlines()[0][:200])
+    return out[:_SAID]
 
 
 def compact_tests(report: TestReport) -> str | None:

@@ -196,3 +196,30 @@ def test_a_stuck_round_after_a_partial_fix_goes_back_to_the_original_code(tmp_pa
     assert "score >= 90" in shown[1]  # round 2: built on the partial fix (it passed more tests)
     assert "score > 90" in shown[2]  # round 3: round 2 made no progress, so back to the original
     assert "- round 1:" in user_text(requests[2]) and "- round 2:" in user_text(requests[2])
+
+
+def test_an_exception_raised_in_project_code_is_shown_with_where_it_was_raised(tmp_path: Path) -> None:
+    """The failing test's line alone (``detected = detect_cycle(node7)``) does not say what went wrong: the request
+    also shows the project line that raised and pytest's ``E`` line with the exception."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "cycle.py").write_text(
+        "def detect_cycle(node):\n    hare = node\n    while True:\n        if hare.next is None:\n"
+        "            return False\n        hare = hare.next.next\n"
+    )
+    (repo / "test_cycle.py").write_text(
+        "from cycle import detect_cycle\n\n\nclass Node:\n    def __init__(self, nxt=None):\n        self.next = nxt\n"
+        "\n\ndef test_two_nodes():\n    assert detect_cycle(Node(Node())) is False\n"
+    )
+    fixed = (
+        "def detect_cycle(node):\n    hare = node\n    while True:\n        if hare is None or hare.next is None:\n"
+        "            return False\n        hare = hare.next.next\n"
+    )
+    with ScriptedServer({"write": [block(fixed)]}) as server:
+        task = Task(repo=repo, text="detect_cycle crashes on a list of two nodes.", title="cycle")
+        result = solve(task, settings(server.url), tmp_path / "run")
+        text = user_text(chats(server)[0])
+    assert result.status == "resolved", result.reason
+    assert "FAILED test_cycle.py::test_two_nodes\n  >       assert detect_cycle(Node(Node())) is False\n" in text
+    assert "  raised at cycle.py:4:\n  >           if hare.next is None:\n" in text
+    assert "  E           AttributeError: 'NoneType' object has no attribute 'next'" in text
