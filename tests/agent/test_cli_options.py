@@ -135,7 +135,7 @@ def test_the_other_commands_take_the_rows_they_name() -> None:
     taken = {name: set(described(subcommand(name), wanted)) for name in ("demo", "trace", "doctor", "serve-local")}
     assert taken["demo"] == {"--sandbox", "--base-url", "--model", "--dialect", "--max-iterations"}
     trust = {"--trust-repo-config"}
-    assert taken["trace"] == {"--sandbox", "--image", "--trace-step-into", *trust}
+    assert taken["trace"] == {"--sandbox", "--image", "--test-cmd", "--trace-step-into", *trust}
     assert taken["doctor"] == {"--sandbox", "--image", "--base-url", "--model", *trust}
     # serve-local's --model is its own (a .gguf file), not the endpoint's model name
     assert described(subcommand("serve-local"), {"--model"})["--model"][4].startswith("A .gguf file")
