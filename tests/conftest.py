@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.fake_server import ScriptedServer
+from tools import secrets
 
 
 @pytest.fixture
@@ -21,3 +22,12 @@ def scripted_server() -> Iterator[ScriptedServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_secrets_from_earlier_tests() -> Iterator[None]:
+    """The scrubber's secrets are process-wide (a real run keeps them for its life); a test starts with none, so what
+    an earlier test remembered cannot mask or hold back text in the next one."""
+    secrets.forget_all()
+    yield
+    secrets.forget_all()
