@@ -77,16 +77,10 @@ def trace(
 
 def _check(case: TestCase) -> None:
     """Refuse, before any sandbox starts, what cannot be traced, saying what would be."""
-    if case.kind == "pytest" and "::" not in case.id:
-        raise FatalError(
-            f"{case.id!r} is no pytest test id: name one test (tests/test_x.py::test_y), "
-            "or give the command that runs a script ('python test_x.py')"
-        )
-    target = script_target(case.id) if case.kind == "command" else None
-    if case.kind == "command" and target is None:
-        raise FatalError(f"{case.id!r} is not one Python run (python X.py or python -m module): it cannot be traced")
-    if target is not None and target[1] == "module" and target[2] in ("pytest", "unittest"):
-        raise FatalError(f"{case.id!r} runs {target[2]}: name one test for it to run, e.g. tests/test_x.py::test_y")
+    from tools.tracing import untraceable
+
+    if why := untraceable(case):
+        raise FatalError(f"{case.id!r} {why}")
 
 
 def _case_of(test: str) -> TestCase:

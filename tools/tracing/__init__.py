@@ -60,6 +60,7 @@ __all__ = [
     "trace_script",
     "trace_test",
     "trace_unittest",
+    "untraceable",
 ]
 
 FRAME_SEP = "<|frame_sep|>"
@@ -186,6 +187,26 @@ def trace_script(
     return _run_tracer(sandbox, mode, options)
 
 
+def untraceable(case: TestCase) -> str:
+    """Why ``case`` cannot be traced, told from its id alone ("" when it can): the one check :func:`trace_failure`
+    and ``mendloop trace`` (which says it before any sandbox starts) share."""
+    if case.kind == "pytest" and "::" not in case.id:
+        return (
+            "is no pytest test id: name one test (tests/test_x.py::test_y), "
+            "or give the command that runs a script ('python test_x.py')"
+        )
+    if case.kind == "unittest" and "." not in case.id:  # a module that failed to import: there is no test to run
+        return "is no unittest test id: name one test (tests.test_x.TestK.test_y)"
+    if case.kind != "command":
+        return ""
+    target = script_target(case.id)
+    if target is None:
+        return "is not one Python run (python X.py or python -m module): it cannot be traced"
+    if target[1] == "module" and target[2] in ("pytest", "unittest"):
+        return f"runs {target[2]}: name one test for it to run, e.g. tests/test_x.py::test_y"
+    return ""
+
+
 def trace_failure(
     sandbox: Sandbox, case: TestCase, test_cmd: str, *, options: TraceOptions = _DEFAULTS
 ) -> Trace | None:
@@ -197,20 +218,16 @@ def trace_failure(
     shell script) cannot be traced. The interpreter is the one ``test_cmd`` names (``options.python`` is ignored).
     """
     options = replace(options, python=python_of(test_cmd))
+    if untraceable(case):
+        return None
     if case.kind == "pytest":
-        if "::" not in case.id:
-            return None
         return trace_test(sandbox, case.id, options=options)
     if case.kind == "unittest":
-        if "." not in case.id:  # a module that failed to import: there is no test to run
-            return None
         return trace_unittest(sandbox, case.id, top=unittest_top(test_cmd), options=options)
     target = script_target(case.id)
-    if target is None:
+    if target is None:  # not reached: untraceable() said so; this narrows the type
         return None
     python, how, name, args = target
-    if how == "module" and name in ("pytest", "unittest"):
-        return None
     return trace_script(sandbox, name, args, module=how == "module", options=replace(options, python=python))
 
 
